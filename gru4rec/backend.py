@@ -1,0 +1,74 @@
+"""Compiler set-up: float32, cache folders, and the PyTensor mode for a backend/device pair.
+
+Imported first by the package so that PyTensor sees its flags before it is imported.
+The compile caches live in one known place (``$GRU4REC_CACHE``, default
+``~/.cache/gru4rec``): PyTensor's compiledir and JAX's persistent compilation cache.
+A cold cache costs the first run its compile time (see README); later runs reuse it.
+"""
+import os
+import warnings
+from pathlib import Path
+
+CACHE_DIR = Path(os.environ.get("GRU4REC_CACHE", Path.home() / ".cache" / "gru4rec"))
+
+if "base_compiledir" not in os.environ.get("PYTENSOR_FLAGS", ""):
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    os.environ["PYTENSOR_FLAGS"] = ",".join(
+        f for f in (flags, f"base_compiledir={CACHE_DIR / 'pytensor'}") if f)
+
+import pytensor  # noqa: E402
+
+pytensor.config.floatX = "float32"
+# PyTensor's JAX linker copies RandomType shared variables and says so on every compile.
+warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
+# JAX without x64 truncates PyTensor's internal float64 casts to float32, as intended.
+warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+
+BACKENDS = {"jax": "JAX", "numba": "NUMBA", "c": "FAST_RUN"}
+_jax_ready = False
+
+
+def _setup_jax():
+    global _jax_ready
+    if _jax_ready:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _jax_ready = True
+
+
+def parse_device(device):
+    """'cpu' -> 'cpu'; 'gpu', 'cuda', 'cuda0', 'cuda:1' -> ('gpu', index)."""
+    d = str(device).strip().lower()
+    if d == "cpu":
+        return "cpu", 0
+    for prefix in ("cuda:", "cuda", "gpu:", "gpu"):
+        if d.startswith(prefix):
+            rest = d[len(prefix):]
+            if rest == "" or rest.isdigit():
+                return "gpu", int(rest or 0)
+    raise ValueError(f"unknown device {device!r}: use cpu, gpu, cuda0, cuda:1, ...")
+
+
+def mode_for(backend, device="cpu"):
+    """The PyTensor compilation mode for a backend name ('jax', 'numba', 'c') on a device.
+
+    Only the JAX backend can run on a GPU; for it the default JAX device is set so that
+    shared variables (weights, optimizer state, sample store, schedule) live there.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    kind, index = parse_device(device)
+    if backend == "jax":
+        _setup_jax()
+        import jax
+        try:
+            dev = jax.devices(kind)[index]
+        except (RuntimeError, IndexError) as e:
+            raise ValueError(f"device {device!r} is not available to JAX ({e})") from None
+        jax.config.update("jax_default_device", dev)
+    elif kind != "cpu":
+        raise ValueError(f"the {backend} backend runs on the CPU only; use backend='jax' for {device!r}")
+    return BACKENDS[backend]

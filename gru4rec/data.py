@@ -1,0 +1,193 @@
+"""Reading session data (spec 2), preparing it for training, and the session-parallel
+minibatch schedule (spec 3.1) as static-shape arrays for the compiled training step."""
+import heapq
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class DataError(ValueError):
+    """Bad input data; the message is meant for the user as it is."""
+
+
+def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
+    """Reads a TAB-separated file with a header (optionally .gz), a pickled DataFrame
+    (.pickle/.pkl) or a parquet file. Item ids are read as strings from text files, as in the
+    original. Raises DataError for a missing file, a missing column or an empty file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"File not found: {path}")
+    keys = [session_key, item_key, time_key]
+    names = {session_key: "session IDs", item_key: "item IDs", time_key: "time"}
+    suffixes = path.suffixes
+    try:
+        if suffixes[-1:] in ([".pickle"], [".pkl"]):
+            df = pd.read_pickle(path)
+            if not isinstance(df, pd.DataFrame):
+                raise DataError(f"{path} does not hold a pandas DataFrame")
+        elif suffixes[-1:] == [".parquet"]:
+            df = pd.read_parquet(path)
+        else:
+            header = pd.read_csv(path, sep="\t", nrows=0).columns
+            for k in keys:
+                if k not in header:
+                    raise DataError(f'The column specified for {names[k]} "{k}" is not in the data file ({path}); '
+                                    f"columns found: {', '.join(map(str, header)) or 'none'}")
+            df = pd.read_csv(path, sep="\t", usecols=keys, dtype={item_key: str})
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    except Exception as e:  # corrupt archives, parse errors: one line for the user
+        raise DataError(f"Cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    for k in keys:
+        if k not in df.columns:
+            raise DataError(f'The column specified for {names[k]} "{k}" is not in the data file ({path}); '
+                            f"columns found: {', '.join(map(str, df.columns))}")
+    if len(df) == 0:
+        raise DataError(f"{path} has no events")
+    return df
+
+
+def check_frame(df, session_key, item_key, time_key):
+    """Raises DataError naming the problem for frames `fit`/evaluation cannot use."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    for k in (session_key, item_key, time_key):
+        if k not in df.columns:
+            raise DataError(f"column {k!r} is missing from the data (columns: {', '.join(map(str, df.columns))})")
+    if len(df) == 0:
+        raise DataError("the data frame is empty")
+    for k in (session_key, item_key, time_key):
+        n = int(df[k].isna().sum())
+        if n:
+            raise DataError(f"column {k!r} has {n} missing (NaN) value(s)")
+
+
+def sort_if_needed(df, keys):
+    """Sorts in place by keys unless already sorted, printing the messages of spec 2.4."""
+    s = df[keys[0]].to_numpy()
+    t = df[keys[1]].to_numpy()
+    same = s[1:] == s[:-1]
+    bad_s = bool(np.any(s[1:] < s[:-1]))
+    bad_t = bool(np.any((t[1:] < t[:-1]) & same))
+    if not (bad_s or bad_t):
+        print(f"The dataframe is already sorted by {', '.join(keys)}")
+        return df
+    print(f"The dataframe is not sorted by {keys[0] if bad_s else keys[1]}, sorting now")
+    t0 = time.time()
+    df.sort_values(keys, inplace=True, kind="mergesort")
+    df.reset_index(drop=True, inplace=True)
+    print(f"Data is sorted in {time.time() - t0:.2f}")
+    return df
+
+
+@dataclass
+class TrainingData:
+    """Training events as index arrays (spec 2.3-2.7)."""
+    items: np.ndarray        # int32, item index of every event, sorted by session then time
+    offsets: np.ndarray      # int64, n_sessions + 1 session boundaries into `items`
+    base_order: np.ndarray   # session processing order (oldest first when time_sort)
+    pop: np.ndarray          # float32 support count per item index
+    itemids: pd.Index        # item id of every item index (first-appearance order)
+
+
+def prepare(df, session_key, item_key, time_key, time_sort=True):
+    """Maps items to indices in order of first appearance (spec 2.3), sorts (2.4), builds
+    session offsets (2.5), the base order (2.6) and support counts (2.7). `df` is sorted in
+    place, like the original does."""
+    check_frame(df, session_key, item_key, time_key)
+    itemids = pd.Index(pd.unique(df[item_key]))
+    sort_if_needed(df, [session_key, time_key])
+    items = itemids.get_indexer(df[item_key]).astype(np.int32)
+    sessions = df[session_key].to_numpy()
+    starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])
+    offsets = np.r_[starts, len(df)].astype(np.int64)
+    if time_sort:
+        base_order = np.argsort(df[time_key].to_numpy()[starts], kind="stable")
+    else:
+        base_order = np.arange(len(starts))
+    pop = np.bincount(items, minlength=len(itemids)).astype(np.float32)
+    return TrainingData(items=items, offsets=offsets, base_order=base_order, pop=pop, itemids=itemids)
+
+
+@dataclass
+class Schedule:
+    """One epoch of session-parallel minibatches with static shape (steps x slots).
+
+    Inactive slots (the shrinking tail) hold `pad` as input and target and are masked out;
+    `reset` marks the steps whose target is the last event of the slot's session.
+    """
+    x: np.ndarray        # int32 (T, B)
+    y: np.ndarray        # int32 (T, B)
+    active: np.ndarray   # float32 (T, B), 1 where the slot trains in that step
+    reset: np.ndarray    # float32 (T, B)
+
+    @property
+    def n_steps(self):
+        return len(self.x)
+
+    def padded(self, k, pad):
+        """The schedule padded with all-inactive steps to a multiple of k steps."""
+        extra = -len(self.x) % k
+        if extra == 0:
+            return self
+        b = self.x.shape[1]
+        return Schedule(np.vstack([self.x, np.full((extra, b), pad, np.int32)]),
+                        np.vstack([self.y, np.full((extra, b), pad, np.int32)]),
+                        np.vstack([self.active, np.zeros((extra, b), np.float32)]),
+                        np.vstack([self.reset, np.zeros((extra, b), np.float32)]))
+
+
+def session_parallel_schedule(items, offsets, order, batch_size, pad, stop_below_two=False):
+    """Replays the minibatch loop of spec 3.1 and records every step.
+
+    A slot that finishes its session takes the next session of `order`; slots finishing
+    at the same step take them in ascending slot order, and sessions with a single event are
+    consumed without a step. When sessions run out the batch shrinks (slots go inactive).
+    `stop_below_two` ends the epoch once fewer than two slots are active (n_sample == 0).
+    Raises DataError if there are fewer sessions than slots.
+    """
+    n_sessions = len(order)
+    if n_sessions < batch_size:
+        raise DataError(f"the data has {n_sessions} sessions, fewer than batch_size={batch_size}; "
+                        "lower batch_size or add data")
+    lengths = (offsets[order + 1] - offsets[order]).astype(np.int64)
+    pairs = lengths - 1
+    # Heap of (free step, wave, slot): `wave` orders repeated hand-outs at one step after
+    # single-event sessions, so the assignment is the original's round by round.
+    heap = [(0, 0, s) for s in range(batch_size)]
+    slot_of = np.empty(n_sessions, np.int64)
+    start_of = np.empty(n_sessions, np.int64)
+    for k in range(n_sessions):
+        t, wave, s = heapq.heappop(heap)
+        slot_of[k], start_of[k] = s, t
+        p = pairs[k]
+        heapq.heappush(heap, (t + p, wave + 1, s) if p <= 0 else (t + p, 0, s))
+    keep = pairs > 0
+    slot_of, start_of, pairs, sess = slot_of[keep], start_of[keep], pairs[keep], order[keep]
+    n_steps = int((start_of + pairs).max()) if len(pairs) else 0
+    total = int(pairs.sum())
+    rep = np.repeat(np.arange(len(pairs)), pairs)
+    within = np.arange(total) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    step = start_of[rep] + within
+    slot = slot_of[rep]
+    pos = offsets[sess][rep] + within
+    x = np.full((n_steps, batch_size), pad, np.int32)
+    y = np.full((n_steps, batch_size), pad, np.int32)
+    active = np.zeros((n_steps, batch_size), np.float32)
+    reset = np.zeros((n_steps, batch_size), np.float32)
+    x[step, slot] = items[pos]
+    y[step, slot] = items[pos + 1]
+    active[step, slot] = 1
+    reset[(start_of + pairs - 1), slot_of] = 1
+    sched = Schedule(x, y, active, reset)
+    if stop_below_two:
+        few = np.flatnonzero(active.sum(axis=1) < 2)
+        if len(few):
+            t = few[0]
+            sched = Schedule(x[:t], y[:t], active[:t], reset[:t])
+    return sched

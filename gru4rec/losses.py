@@ -1,0 +1,92 @@
+"""Activation functions (spec 4.7) and losses (spec 6) as PyTensor expressions.
+
+Training scores are a static-shape B x (B + S) matrix: rows and in-batch target columns of
+inactive slots (the shrinking tail of an epoch) are masked, so every formula below equals
+the original's on the M x (M + S) matrix of the active slots.
+"""
+import pytensor.tensor as pt
+
+EPS = 1e-24
+
+
+def _row_max(X, colmask):
+    return pt.max(pt.switch(colmask[None, :] > 0, X, -pt.inf), axis=1, keepdims=True)
+
+
+def activation(name):
+    """f(X, colmask=None) for an activation name; softmax variants normalise over the
+    unmasked columns of each row."""
+    if name == "linear":
+        return lambda X, colmask=None: X
+    if name == "relu":
+        return lambda X, colmask=None: pt.maximum(X, 0)
+    if name == "tanh":
+        return lambda X, colmask=None: pt.tanh(X)
+    if name == "softmax":
+        def softmax(X, colmask=None):
+            if colmask is None:
+                return pt.special.softmax(X, axis=-1)
+            e = pt.exp(X - _row_max(X, colmask)) * colmask[None, :]
+            return e / e.sum(axis=1, keepdims=True)
+        return softmax
+    if name == "softmax_logit":
+        def softmax_logit(X, colmask=None):
+            if colmask is None:
+                return -pt.special.log_softmax(X, axis=-1)
+            Xm = X - _row_max(X, colmask)
+            return pt.log((pt.exp(Xm) * colmask[None, :]).sum(axis=1, keepdims=True)) - Xm
+        return softmax_logit
+    kind, *args = name.split("-")
+    args = [float(a) for a in args]
+    if kind == "leaky" and len(args) == 1:
+        return lambda X, colmask=None: pt.switch(X >= 0, X, args[0] * X)
+    if kind == "elu" and len(args) == 1:
+        return lambda X, colmask=None: pt.switch(X >= 0, X, args[0] * (pt.exp(pt.minimum(X, 0)) - 1))
+    if kind == "selu" and len(args) == 2:
+        return lambda X, colmask=None: args[0] * pt.switch(X >= 0, X, args[1] * (pt.exp(pt.minimum(X, 0)) - 1))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _softmax_neg(Y, negmask):
+    """Softmax over each row's negatives (spec 6): zero on the positive and on masked columns."""
+    Xn = Y * negmask
+    e = pt.exp(Xn - Xn.max(axis=1, keepdims=True)) * negmask
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0):
+    """Summed loss over the active rows of Y (B x K, after logQ and the final activation).
+
+    rowmask (B,) marks active slots; colmask (K,) active columns (the first B are the
+    in-batch targets, the last n_sample the shared samples). The positive of row i is Y[i, i].
+    """
+    B = Y.shape[0]
+    ar = pt.arange(B)
+    d = Y[ar, ar]
+    M = rowmask.sum()
+    K = M + n_sample
+    eye = pt.eye(B, Y.shape[1], dtype=Y.dtype)
+    negmask = (1 - eye) * colmask[None, :]
+    if name in ("cross-entropy", "xe_logit"):
+        per_pos = -pt.log(d + EPS) if name == "cross-entropy" else d
+        if smoothing:
+            all_cols = (-pt.log(Y + EPS) if name == "cross-entropy" else Y) * colmask[None, :]
+            row = (1 - smoothing * K / (K - 1)) * per_pos + smoothing / (K - 1) * all_cols.sum(axis=1)
+        else:
+            row = per_pos
+    elif name == "bpr-max":
+        s = _softmax_neg(Y, negmask)
+        row = (-pt.log((s * pt.sigmoid(d[:, None] - Y)).sum(axis=1) + EPS)
+               + bpreg * (s * Y ** 2).sum(axis=1))
+    elif name == "top1-max":
+        s = _softmax_neg(Y, negmask)
+        row = (s * (pt.sigmoid(Y - d[:, None]) + pt.sigmoid(Y ** 2))).sum(axis=1)
+    elif name == "bpr":
+        row = -(pt.log(pt.sigmoid(d[:, None] - Y)) * colmask[None, :]).sum(axis=1)
+    elif name == "top1":
+        # The original broadcasts a column against a row here, which multiplies the value by M.
+        terms = (pt.sigmoid(Y - d[:, None]) + pt.sigmoid(Y ** 2)) * colmask[None, :]
+        row = M * (terms.sum(axis=1) / K - pt.sigmoid(d ** 2) / K)
+    else:
+        raise ValueError(f"unknown loss {name!r}")
+    return (row * rowmask).sum()

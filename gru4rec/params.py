@@ -1,0 +1,222 @@
+"""Hyperparameters (spec 9.1), their parsing from strings and files (spec 9.2), and checks.
+
+Values given as strings are converted by the type of the parameter's default, as the
+original does: lists split on '/', booleans accept True/False/1/0. Every problem is a
+ValueError that names the parameter.
+"""
+import ast
+import re
+import warnings
+from collections import OrderedDict
+
+DEFAULTS = OrderedDict([
+    ("loss", "bpr-max"),
+    ("final_act", "linear"),
+    ("hidden_act", "tanh"),
+    ("layers", [100]),
+    ("n_epochs", 10),
+    ("batch_size", 32),
+    ("dropout_p_hidden", 0.0),
+    ("dropout_p_embed", 0.0),
+    ("learning_rate", 0.1),
+    ("momentum", 0.0),
+    ("lmbd", 0.0),
+    ("embedding", 0),
+    ("n_sample", 2048),
+    ("sample_alpha", 0.75),
+    ("smoothing", 0.0),
+    ("constrained_embedding", False),
+    ("adapt", "adagrad"),
+    ("adapt_params", []),
+    ("grad_cap", 0.0),
+    ("bpreg", 1.0),
+    ("logq", 0.0),
+    ("sigma", 0.0),
+    ("init_as_normal", False),
+    ("train_random_order", False),
+    ("time_sort", True),
+    ("session_key", "SessionId"),
+    ("item_key", "ItemId"),
+    ("time_key", "Time"),
+    # Not in the Theano original: the official ports' ELU switch for BPR-max
+    # (elu_param=x -> final_act='elu-x', 0 -> 'linear'), and the init seed of spec 8.
+    ("elu_param", None),
+    ("seed", 42),
+])
+
+LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
+ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
+_FLOAT_PARAMS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"elu_param"}
+
+
+def _to_bool(name, v):
+    if isinstance(v, bool):
+        return v
+    if str(v) in ("True", "1"):
+        return True
+    if str(v) in ("False", "0"):
+        return False
+    raise ValueError(f"Invalid value for boolean parameter {name}: {v!r} (use True/False/1/0)")
+
+
+def convert(name, value):
+    """Converts one given value to the parameter's type (spec 9.2)."""
+    if name not in DEFAULTS:
+        raise ValueError(f"Unknown parameter: {name!r} (known: {', '.join(DEFAULTS)})")
+    default = DEFAULTS[name]
+    try:
+        if name == "embedding":
+            if value == "layersize":
+                return value
+            return int(value)
+        if name == "adapt":
+            return None if value in (None, "None", "none") else str(value)
+        if name == "elu_param":
+            return None if value in (None, "None") else float(value)
+        if isinstance(default, bool):
+            return _to_bool(name, value)
+        if name == "adapt_params":
+            if isinstance(value, str):
+                return [float(v) for v in value.split("/") if v != ""]
+            return [float(v) for v in value]
+        if name == "layers":
+            if isinstance(value, str):
+                return [int(v) for v in value.split("/")]
+            if isinstance(value, int):
+                return [value]
+            return [int(v) for v in value]
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid value for parameter {name}: {value!r} "
+                         f"(expected {type(default).__name__ if default is not None else 'float'})") from None
+
+
+def _act_ok(name, allow_softmax):
+    """True if name is an activation string of spec 4.7."""
+    if name in ("linear", "relu", "tanh"):
+        return True
+    if name in ("softmax", "softmax_logit"):
+        return allow_softmax
+    m = re.fullmatch(r"(leaky|elu)-([0-9.eE+]+)|selu-([0-9.eE+]+)-([0-9.eE+]+)", name)
+    if not m:
+        return False
+    try:
+        [float(g) for g in m.groups() if g is not None and g not in ("leaky", "elu")]
+    except ValueError:
+        return False
+    return True
+
+
+def validate(p):
+    """Range and consistency checks; raises ValueError naming the problem, warns on odd pairings."""
+    def bad(msg):
+        raise ValueError(msg)
+    if p["loss"] not in LOSSES:
+        bad(f"Invalid value for parameter loss: {p['loss']!r} (choose from {', '.join(LOSSES)})")
+    if not _act_ok(p["final_act"], True):
+        bad(f"Invalid value for parameter final_act: {p['final_act']!r}")
+    if not _act_ok(p["hidden_act"], False):
+        bad(f"Invalid value for parameter hidden_act: {p['hidden_act']!r}")
+    if not p["layers"] or any(l < 1 for l in p["layers"]):
+        bad(f"Invalid value for parameter layers: {p['layers']!r} (positive sizes, e.g. 100 or 100/100)")
+    for k in ("n_epochs", "batch_size"):
+        if p[k] < 1:
+            bad(f"Invalid value for parameter {k}: {p[k]} (must be >= 1)")
+    for k in ("dropout_p_hidden", "dropout_p_embed", "smoothing"):
+        if not 0.0 <= p[k] < 1.0:
+            bad(f"Invalid value for parameter {k}: {p[k]} (must be in [0, 1))")
+    if not 0.0 <= p["momentum"] < 1.0:
+        bad(f"Invalid value for parameter momentum: {p['momentum']} (must be in [0, 1))")
+    if not p["learning_rate"] > 0:
+        bad(f"Invalid value for parameter learning_rate: {p['learning_rate']} (must be > 0)")
+    for k in ("lmbd", "sample_alpha", "grad_cap", "bpreg", "logq", "sigma"):
+        if not p[k] >= 0:
+            bad(f"Invalid value for parameter {k}: {p[k]} (must be >= 0)")
+    if p["n_sample"] < 0:
+        bad(f"Invalid value for parameter n_sample: {p['n_sample']} (must be >= 0)")
+    emb = p["embedding"]
+    if emb != "layersize" and emb < 0:
+        bad(f"Invalid value for parameter embedding: {emb} (must be >= 0 or 'layersize')")
+    if p["adapt"] is not None and p["adapt"] not in ADAPTS:
+        bad(f"Invalid value for parameter adapt: {p['adapt']!r} (choose from {', '.join(ADAPTS)} or None)")
+    need = {"rmsprop": 1, "adadelta": 1, "adam": 2}.get(p["adapt"], 0)
+    if len(p["adapt_params"]) < need:
+        bad(f"adapt={p['adapt']} needs {need} value(s) in adapt_params, e.g. adapt_params="
+            + "/".join(["0.9", "0.999"][:need]))
+    if p["elu_param"] is not None and p["elu_param"] < 0:
+        bad(f"Invalid value for parameter elu_param: {p['elu_param']} (must be >= 0)")
+    loss, act = p["loss"], final_act_of(p)
+    if loss == "cross-entropy" and act != "softmax":
+        warnings.warn(f"loss=cross-entropy expects final_act=softmax, got {act!r}", stacklevel=3)
+    elif loss == "xe_logit" and act != "softmax_logit":
+        warnings.warn(f"loss=xe_logit expects final_act=softmax_logit, got {act!r}", stacklevel=3)
+    elif loss not in ("cross-entropy", "xe_logit") and act in ("softmax", "softmax_logit"):
+        warnings.warn(f"loss={loss} is meant for an elementwise final_act (linear, elu-X, ...), "
+                      f"got {act!r}", stacklevel=3)
+
+
+def final_act_of(p):
+    """The final activation in effect: elu_param (official ports) overrides final_act for BPR-max."""
+    if p.get("elu_param") is not None and p["loss"] == "bpr-max":
+        x = p["elu_param"]
+        return f"elu-{x:g}" if x > 0 else "linear"
+    return p["final_act"]
+
+
+def parse_param_string(s):
+    """'a=1,b=x/y' -> [('a', '1'), ('b', 'x/y')] (spec 9.2)."""
+    pairs = []
+    for piece in s.split(","):
+        if piece.strip() == "":
+            continue
+        if piece.count("=") != 1:
+            raise ValueError(f"Malformed parameter string piece {piece!r}: expected name=value")
+        k, v = piece.split("=")
+        if not k.strip():
+            raise ValueError(f"Malformed parameter string piece {piece!r}: empty name")
+        pairs.append((k.strip(), v.strip()))
+    return pairs
+
+
+def load_param_file(path):
+    """Reads `gru4rec_params = OrderedDict([...])` from a parameter file without executing code."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as e:
+        raise ValueError(f"Cannot read parameter file {path}: {e.strerror}") from None
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as e:
+        raise ValueError(f"Parameter file {path} is not valid Python: {e.msg} (line {e.lineno})") from None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "gru4rec_params"):
+            call = node.value
+            if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")) == "OrderedDict":
+                if not call.args:
+                    return OrderedDict()
+                try:
+                    return OrderedDict(ast.literal_eval(call.args[0]))
+                except ValueError:
+                    break
+    raise ValueError(f"Parameter file {path} must define gru4rec_params = OrderedDict([(name, value), ...]) "
+                     "with literal values")
+
+
+def format_set_lines(given, converted):
+    """The `SET name TO value (type: ...)` lines of spec 9.2 for the given (name, raw value) pairs."""
+    if not given:
+        return []
+    maxk = max(len(k) for k, _ in given)
+    maxv = max(len(str(v)) for _, v in given)
+    lines = []
+    for (k, v), (_, c) in zip(given, converted):
+        lines.append("SET   {}{}TO   {}{}(type: {})".format(
+            k, " " * (maxk - len(k) + 3), c, " " * max(maxv - len(str(c)) + 3, 0), type(c)))
+    return lines
