@@ -17,6 +17,7 @@ if "base_compiledir" not in os.environ.get("PYTENSOR_FLAGS", ""):
         f for f in (flags, f"base_compiledir={CACHE_DIR / 'pytensor'}") if f)
 
 import pytensor  # noqa: E402
+from pytensor.compile.mode import get_mode  # noqa: E402
 
 pytensor.config.floatX = "float32"
 # PyTensor's JAX linker copies RandomType shared variables and says so on every compile.
@@ -71,4 +72,6 @@ def mode_for(backend, device="cpu"):
         jax.config.update("jax_default_device", dev)
     elif kind != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; use backend='jax' for {device!r}")
-    return BACKENDS[backend]
+    # This rewrite turns set(A[i], A[i] + g) into inc(A[i], g), which differs when i repeats:
+    # the sparse Adagrad accumulator must keep one write per row (spec 7.4), not the sum.
+    return get_mode(BACKENDS[backend]).excluding("local_set_to_inc_subtensor")

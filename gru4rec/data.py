@@ -68,7 +68,9 @@ def check_frame(df, session_key, item_key, time_key):
 
 
 def sort_if_needed(df, keys):
-    """Sorts in place by keys unless already sorted, printing the messages of spec 2.4."""
+    """`df` sorted by keys (a new frame) unless already sorted, printing the messages of spec 2.4.
+
+    The original sorts the caller's frame in place; we leave the caller's data untouched."""
     s = df[keys[0]].to_numpy()
     t = df[keys[1]].to_numpy()
     same = s[1:] == s[:-1]
@@ -79,8 +81,7 @@ def sort_if_needed(df, keys):
         return df
     print(f"The dataframe is not sorted by {keys[0] if bad_s else keys[1]}, sorting now")
     t0 = time.time()
-    df.sort_values(keys, inplace=True, kind="mergesort")
-    df.reset_index(drop=True, inplace=True)
+    df = df.sort_values(keys, kind="mergesort", ignore_index=True)
     print(f"Data is sorted in {time.time() - t0:.2f}")
     return df
 
@@ -97,11 +98,10 @@ class TrainingData:
 
 def prepare(df, session_key, item_key, time_key, time_sort=True):
     """Maps items to indices in order of first appearance (spec 2.3), sorts (2.4), builds
-    session offsets (2.5), the base order (2.6) and support counts (2.7). `df` is sorted in
-    place, like the original does."""
+    session offsets (2.5), the base order (2.6) and support counts (2.7)."""
     check_frame(df, session_key, item_key, time_key)
     itemids = pd.Index(pd.unique(df[item_key]))
-    sort_if_needed(df, [session_key, time_key])
+    df = sort_if_needed(df[[session_key, item_key, time_key]], [session_key, time_key])
     items = itemids.get_indexer(df[item_key]).astype(np.int32)
     sessions = df[session_key].to_numpy()
     starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])

@@ -256,7 +256,7 @@ class Network:
 
         carries = list(self.W.values()) + list(self.S.values()) + self.H
         outs = pytensor.scan(body, sequences=seqs, outputs_info=carries + [None], n_steps=K,
-                             return_updates=False)
+                             return_updates=False, mode=mode)
         updates = [(var, o[-1]) for var, o in zip(carries, outs[:-1])]
         if rng_state[0] is not rng:
             updates.append((rng, rng_state[0]))

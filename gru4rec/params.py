@@ -46,7 +46,6 @@ DEFAULTS = OrderedDict([
 
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
-_FLOAT_PARAMS = {k for k, v in DEFAULTS.items() if isinstance(v, float)} | {"elu_param"}
 
 
 def _to_bool(name, v):
@@ -64,6 +63,8 @@ def convert(name, value):
     if name not in DEFAULTS:
         raise ValueError(f"Unknown parameter: {name!r} (known: {', '.join(DEFAULTS)})")
     default = DEFAULTS[name]
+    if isinstance(default, bool):
+        return _to_bool(name, value)
     try:
         if name == "embedding":
             if value == "layersize":
@@ -73,8 +74,6 @@ def convert(name, value):
             return None if value in (None, "None", "none") else str(value)
         if name == "elu_param":
             return None if value in (None, "None") else float(value)
-        if isinstance(default, bool):
-            return _to_bool(name, value)
         if name == "adapt_params":
             if isinstance(value, str):
                 return [float(v) for v in value.split("/") if v != ""]

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import params as P
+from . import serialization
 from .backend import mode_for
 from .data import DataError, prepare, session_parallel_schedule
 from .model import Network
@@ -103,11 +104,16 @@ class GRU4Rec:
             store = SampleStore(td.pop, S, p["sample_alpha"], sample_store, K, np.random.default_rng(p["seed"]))
         train = self.net.compile_train(K, store.n_rows if store else 0, mode, seed=p["seed"])
         if store:
+            self.net.store.set_value(store.block)
             kind = "CPU" if store_type == "cpu" else "GPU"
             print(f"Created sample store with {store.n_rows} batches of samples (type={kind})")
+        pad = self.net.pad
+        t0 = time.time()
+        idle = np.full((K, B), pad, np.int32), np.zeros((K, B), np.float32)
+        np.asarray(train(idle[0], idle[0], idle[1], idle[1], np.int32(0)))  # compiles; changes nothing
+        self.compile_seconds = time.time() - t0
         if progress is None:
             progress = sys.stdout.isatty()
-        pad = self.net.pad
         for epoch in range(p["n_epochs"]):
             t0 = time.time()
             for h in self.net.H:
@@ -141,6 +147,49 @@ class GRU4Rec:
             print(f"Epoch{epoch + 1} --> loss: {avg:.6f} \t({dt:.2f}s) \t"
                   f"[{n_steps / dt:.2f} mb/s | {M.sum() / dt:.0f} e/s]")
         return self
+
+    # save / load -----------------------------------------------------------------------------
+    def save(self, path):
+        """Writes the trained model to `path` atomically (see gru4rec.serialization)."""
+        if self.net is None:
+            raise ValueError("the model is not trained yet; call fit() before save()")
+        serialization.save(path, dict(self.params), self.itemidmap.index, self.net.weights(),
+                           self.error_during_train)
+
+    @classmethod
+    def load(cls, path, device="cpu", backend="jax"):
+        """Reads a model written by `save`, onto the given device and backend."""
+        params, itemids, weights, error = serialization.load(path)
+        model = cls(device=device, backend=backend)
+        try:
+            model._apply(list(params.items()), verbose=False)
+            model.net = Network(model.params, len(itemids), weights=weights)
+        except (ValueError, KeyError, TypeError) as e:
+            raise serialization.ModelFileError(f"{path} holds an inconsistent model: {e}") from None
+        model.itemidmap = pd.Series(np.arange(len(itemids), dtype=np.int32), index=itemids, name="ItemIdx")
+        model.error_during_train = error
+        return model
+
+    # evaluation and live sessions (gru4rec.evaluation, gru4rec.predict) ---------------------
+    def evaluate(self, test_data, **kwargs):
+        """Recall@k / MRR@k on test sessions; see gru4rec.evaluation.evaluate."""
+        from .evaluation import evaluate
+        return evaluate(self, test_data, **kwargs)
+
+    def recommend(self, session_items, k=20, exclude=None, candidates=None):
+        """Top-k (ItemId, Score) after a session's items; unknown items are skipped."""
+        from .predict import live
+        return live(self).recommend(session_items, k, exclude, candidates)
+
+    def recommend_next(self, session_ids, item_ids, k=20, exclude=None, candidates=None):
+        """Advances each named session by one event and returns its top-k (long DataFrame)."""
+        from .predict import live
+        return live(self).recommend_next(session_ids, item_ids, k, exclude, candidates)
+
+    def drop_sessions(self, session_ids=None):
+        """Forgets the state of the given live sessions (all when None)."""
+        from .predict import live
+        return live(self).drop(session_ids)
 
 
 def _bar(total, desc):

@@ -19,7 +19,8 @@ class SampleStore:
         # GPU store needs) so a call never straddles a regeneration.
         self.n_rows = max(store_size // n_sample if n_sample else 0, steps_per_call, 2)
         self.steps_per_call = steps_per_call
-        self.ptr = self.n_rows  # empty: the first take() generates
+        self.block = self.generate()
+        self.ptr = 0
 
     def generate(self):
         """A fresh (n_rows, n_sample) int32 block, searched in the CDF with side='right'
@@ -35,7 +36,7 @@ class SampleStore:
     def take(self):
         """Row offset for the next call, and a new block when the current one is used up.
 
-        Returns (offset, block_or_None). Rows persist across epochs (spec 5.2); the
+        Returns (offset, new block or None); the first block is `self.block`. Rows persist across epochs (spec 5.2); the
         remainder of a block shorter than one call is skipped, which does not change the
         distribution of the samples."""
         block = None

@@ -1,0 +1,270 @@
+"""Next-item evaluation (spec 10.1): Recall@k and MRR@k for several cut-offs in one pass.
+
+Test sessions run session-parallel in `batch_size` slots with the hidden state reset at
+every session switch, like training. One compiled call advances all slots by `steps` events
+and counts, per slot, how many scores are above and equal to the target's score; the hidden
+state stays on the device between calls and only the two counts per slot come back. Shapes
+are static (the JAX backend wants them): idle slots of the shrinking tail, and slots a test
+set with fewer sessions than `batch_size` never fills, are masked out.
+
+Result-neutral deviations from the original: sessions are handed to slots longest first
+(each session starts from a zero state, so the metrics do not depend on the order; this
+packing leaves fewer idle slots), and a test set with fewer sessions than `batch_size` works.
+"""
+import sys
+import time
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytensor
+import pytensor.tensor as pt
+
+from .backend import mode_for
+from .data import DataError, check_frame, session_parallel_schedule
+from .losses import activation
+
+MODES = ("standard", "conservative", "median", "tiebreaking")
+_CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator}
+
+
+class Metrics(NamedTuple):
+    """recall and mrr map each cut-off to its value; n is the number of evaluated events;
+    ranks (with return_ranks=True) the rank of every evaluated event, see `evaluate`."""
+    recall: dict
+    mrr: dict
+    n: int
+    ranks: np.ndarray = None
+
+
+def score_activation(net):
+    """The final activation used for ranking: softmax_logit is ranked as softmax (spec 10.1)."""
+    return activation("softmax" if net.final_act == "softmax_logit" else net.final_act)
+
+
+def ranks_from_counts(gt, eq, mode):
+    """Rank of each target from #others > target and #others == target (spec 10.1 step 8).
+
+    `eq` counts the target itself when it is among the competitors. tiebreaking ranks like
+    standard (its noise is added to the scores before counting)."""
+    gt = np.asarray(gt, np.float64)
+    eq = np.asarray(eq, np.float64)
+    if mode in ("standard", "tiebreaking"):
+        return gt + 1
+    if mode == "conservative":
+        return gt + eq
+    if mode == "median":
+        return gt + 0.5 * (eq - 1) + 1
+    raise ValueError(f"unknown evaluation mode {mode!r}: choose one of {', '.join(MODES)}")
+
+
+def metrics_from_ranks(ranks, cut_off, return_ranks=False):
+    """Recall@c and MRR@c (reciprocal rank cut at c) for every cut-off c."""
+    ranks = np.asarray(ranks, np.float64)
+    n = len(ranks)
+    recall, mrr = {}, {}
+    for c in cut_off:
+        hit = ranks <= c
+        recall[c] = float(hit.sum() / n)
+        mrr[c] = float((hit / ranks).sum() / n)
+    return Metrics(recall, mrr, n, ranks if return_ranks else None)
+
+
+def known_sessions(model, test_data, session_key, item_key, time_key):
+    """Item indices and session offsets of the test events the model can be evaluated on.
+
+    Events whose item the model has not seen are dropped from their session (spec 10.1
+    step 4); events are sorted by session, time, item; sessions left with fewer than two
+    events are dropped, as they give no (input, target) pair."""
+    check_frame(test_data, session_key, item_key, time_key)
+    df = test_data[[session_key, item_key, time_key]]
+    idx = model.itemidmap.index.get_indexer(df[item_key])
+    known = idx >= 0
+    if not known.any():
+        raise DataError("none of the test items occurs in the training data; nothing to evaluate "
+                        f"(check that the item ids and the {item_key!r} column match the training data)")
+    df = df[known].assign(_idx=idx[known])
+    df = df.sort_values([session_key, time_key, item_key], kind="mergesort")
+    sessions = df[session_key].to_numpy()
+    starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])
+    offsets = np.r_[starts, len(df)].astype(np.int64)
+    lengths = np.diff(offsets)
+    items = df["_idx"].to_numpy().astype(np.int32)
+    keep = lengths > 1
+    if not keep.any():
+        raise DataError("no test session has two or more events with items known to the model; "
+                        "nothing to evaluate")
+    sel = np.flatnonzero(keep)
+    rows = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in sel])
+    new_offsets = np.r_[0, np.cumsum(lengths[sel])].astype(np.int64)
+    return items[rows], new_offsets
+
+
+def eval_schedule(items, offsets, batch_size, pad):
+    """Session-parallel steps (x, y, keep, active, pos) of shape (steps, batch_size).
+
+    keep is 0 after the step whose target ends its session (the slot's state is zeroed);
+    idle slots feed `pad`, target item 0 and are masked by `active`; pos is the input
+    event's position in `items` (-1 when idle)."""
+    lengths = np.diff(offsets)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the fewest idle slots
+    slots = min(batch_size, len(order))
+    s = session_parallel_schedule(np.arange(len(items), dtype=np.int32), offsets, order, slots, -1)
+    extra = batch_size - slots
+    pos, active, reset = (np.pad(a, ((0, 0), (0, extra)), constant_values=c)
+                          for a, c in ((s.x, -1), (s.active, 0), (s.reset, 0)))
+    on = active > 0
+    x = np.where(on, items[pos], pad).astype(np.int32)
+    y = np.where(on, items[np.where(on, pos + 1, 0)], 0).astype(np.int32)
+    return x, y, (1 - reset).astype(np.float32), active, pos
+
+
+class Evaluator:
+    """Compiled evaluation of one network: batch_size slots, `steps` events per call."""
+
+    def __init__(self, net, batch_size, steps, mode, candidates=None, tiebreak=False, seed=42):
+        self.net, self.B, self.K = net, batch_size, steps
+        B, K = batch_size, steps
+        self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"evalH{i}", shape=(B, L))
+                  for i, L in enumerate(net.p["layers"])]
+        X = pt.tensor("x", dtype="int32", shape=(K, B))
+        Y = pt.tensor("y", dtype="int32", shape=(K, B))
+        KEEP = pt.tensor("keep", dtype="float32", shape=(K, B))
+        self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
+        rng = [self.rng]
+        W, N = net.W, net.n_items
+        act = score_activation(net)
+        ar = pt.arange(B, dtype="int32")
+        if candidates is not None:
+            cand = pt.constant(np.asarray(candidates, np.int32), name="candidates")
+
+        def step(x, y, keep, *H):
+            out, new_H = net.forward(W, net.input_rows(W, x), list(H))
+            if candidates is None:  # every item competes, the target included
+                R = pt.dot(out, W["Wy"][:N].T) + W["By"][:N]
+            else:  # [targets] ++ candidates, as the original lays it out (spec 10.1 step 7)
+                cols = pt.concatenate([y, cand])
+                R = pt.dot(out, W["Wy"][cols].T) + W["By"][cols]
+            S = act(R)
+            if rng[0] is not None:
+                rng[0], u = rng[0].uniform(0, 1, size=S.shape, dtype="float32")
+                S = S + np.float32(1e-10) * u
+            if candidates is None:
+                target = S[ar, y]
+                others = S
+            else:
+                target = S[ar, ar]
+                others = S[:, B:]
+            gt = (others > target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+            eq = pt.eq(others, target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+            return [h * keep[:, None] for h in new_H] + [gt, eq]
+
+        nl = len(self.H)
+        if K == 1:
+            outs = step(X[0], Y[0], KEEP[0], *self.H)
+            new_H, gt, eq = outs[:nl], outs[nl][None], outs[nl + 1][None]
+        else:
+            res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=self.H + [None, None],
+                                n_steps=K, return_updates=False, mode=mode)
+            new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
+        updates = list(zip(self.H, new_H))
+        if self.rng is not None and rng[0] is not self.rng:
+            updates.append((self.rng, rng[0]))
+        self.fn = pytensor.function([X, Y, KEEP], [gt, eq], updates=updates, mode=mode)
+
+    def reset(self):
+        for h in self.H:
+            h.set_value(np.zeros(h.get_value().shape, np.float32))
+
+    def run(self, x, y, keep, active, progress=False):
+        """Counts (gt, eq) of the active (slot, step) pairs of a schedule, in schedule order."""
+        self.reset()
+        K, T = self.K, len(x)
+        extra = -T % K
+        if extra:
+            x = np.vstack([x, np.full((extra, self.B), self.net.pad, np.int32)])
+            y = np.vstack([y, np.zeros((extra, self.B), np.int32)])
+            keep = np.vstack([keep, np.zeros((extra, self.B), np.float32)])
+        bar = _bar(T) if progress else None
+        gts, eqs = [], []
+        for c in range(len(x) // K):
+            sl = slice(c * K, (c + 1) * K)
+            gt, eq = self.fn(x[sl], y[sl], keep[sl])
+            gts.append(gt)
+            eqs.append(eq)
+            if bar is not None:
+                bar.update(min(K, T - c * K))
+        if bar is not None:
+            bar.close()
+        mask = active > 0
+        gt = np.concatenate([np.asarray(g) for g in gts])[:T][mask]
+        eq = np.concatenate([np.asarray(e) for e in eqs])[:T][mask]
+        return gt, eq
+
+
+def _evaluator(model, batch_size, steps, tiebreak, candidates):
+    """A compiled evaluator, reused while the network (its weights' variables) is the same."""
+    net = model.net
+    key = (batch_size, steps, tiebreak, model.backend, str(model.device),
+           None if candidates is None else tuple(candidates))
+    per_net = _CACHE.setdefault(net, {})
+    if key not in per_net:
+        mode = mode_for(model.backend, model.device)
+        per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params["seed"])
+    return per_net[key]
+
+
+def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="standard",
+             session_key=None, item_key=None, time_key=None, steps=1, progress=None, return_ranks=False):
+    """Recall@c and MRR@c of next-item prediction on `test_data` for every c in `cut_off`.
+
+    Targets are ranked against all training items (or only against `items`, a list of item
+    ids: spec 10.1 step 7) by their score after the final activation. `mode` handles ties:
+    standard, conservative, median or tiebreaking. Returns Metrics(recall, mrr, n); with
+    return_ranks, also the rank of each evaluated event in the order of the kept test events
+    (unknown items dropped) sorted by session, time and item, each session's last omitted.
+    `steps` events are run per compiled call; `progress` (default: stdout is a terminal)
+    shows a bar on stderr.
+    """
+    if model.net is None:
+        raise ValueError("the model is not trained; call fit() or load a model first")
+    if getattr(model, "error_during_train", False):
+        raise ValueError("the model ran into a NaN error during training; it cannot be evaluated")
+    if mode not in MODES:
+        raise ValueError(f"unknown evaluation mode {mode!r}: choose one of {', '.join(MODES)}")
+    cut_off = [int(c) for c in (cut_off if np.ndim(cut_off) else [cut_off])]
+    if not cut_off or min(cut_off) < 1:
+        raise ValueError(f"cut-offs must be positive integers, got {cut_off}")
+    if batch_size < 1 or steps < 1:
+        raise ValueError("batch_size and steps must be >= 1")
+    p = model.params
+    keys = (session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"])
+    c = ",".join(map(str, cut_off))
+    print(f"Measuring Recall@{c} and MRR@{c}")
+    candidates = None
+    if items is not None:
+        candidates = model.itemidmap.index.get_indexer(pd.Index(items))
+        if (candidates < 0).any():
+            raise ValueError(f"{int((candidates < 0).sum())} of the items to evaluate against are not "
+                             "known to the model")
+    test_items, offsets = known_sessions(model, test_data, *keys)
+    x, y, keep, active, pos = eval_schedule(test_items, offsets, batch_size, model.net.pad)
+    ev = _evaluator(model, batch_size, steps, mode == "tiebreaking", candidates)
+    if progress is None:
+        progress = sys.stdout.isatty()
+    gt, eq = ev.run(x, y, keep, active, progress)
+    if candidates is not None:
+        # The target always competes with itself, so conservative ranks are >= 1 (the
+        # original could divide by zero here).
+        eq = eq + ~np.isin(y[active > 0], candidates)
+    ranks = np.empty(len(test_items))
+    ranks[pos[active > 0]] = ranks_from_counts(gt, eq, mode)
+    inputs = np.ones(len(test_items), bool)
+    inputs[offsets[1:] - 1] = False  # a session's last event is only a target
+    return metrics_from_ranks(ranks[inputs], cut_off, return_ranks)
+
+
+def _bar(total):
+    from tqdm import tqdm
+    return tqdm(total=total, desc="Evaluation", unit="step", leave=False, file=sys.stderr)

@@ -1,0 +1,150 @@
+"""Training end to end, bad input to fit, init, the sample store, save and load."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import reference as ref
+from gru4rec import GRU4Rec
+from gru4rec import params as P
+from gru4rec.data import DataError
+from gru4rec.model import init_weights
+from gru4rec.sampling import SampleStore
+from gru4rec.serialization import ModelFileError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yoochoose-100k"
+RSC15 = ("loss=cross-entropy,constrained_embedding=True,embedding=0,final_act=softmax,layers=100,"
+         "batch_size=32,dropout_p_embed=0.0,dropout_p_hidden=0.4,learning_rate=0.2,momentum=0.2,"
+         "n_sample=2048,sample_alpha=0.5,bpreg=0.0,logq=1.0")
+EPOCH = re.compile(r"^Epoch(\d+) --> loss: (\d+\.\d{6}) \t\((\d+\.\d\d)s\) \t\[(\d+\.\d\d) mb/s \| (\d+) e/s\]$")
+
+
+@pytest.fixture(scope="module")
+def train_full():
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}")
+    return pd.read_csv(DATA / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str})
+
+
+def small(df, n=4000):
+    return df.head(n).copy()
+
+
+def test_rsc15_params_loss_falls(train_full, capsys):
+    model = GRU4Rec.from_param_string(RSC15 + ",n_epochs=3")
+    model.fit(train_full)
+    out = capsys.readouterr().out
+    assert "Created sample store with 4882 batches of samples (type=GPU)" in out
+    epochs = [EPOCH.match(l) for l in out.splitlines() if l.startswith("Epoch")]
+    assert len(epochs) == 3 and all(epochs)
+    losses = [float(m.group(2)) for m in epochs]
+    assert losses[0] > losses[1] > losses[2]
+    assert losses[2] < 0.85 * losses[0]
+    # events per epoch = events - sessions (spec 3.4)
+    n_pairs = len(train_full) - train_full["SessionId"].nunique()
+    dt, eps = float(epochs[0].group(3)), float(epochs[0].group(5))
+    assert eps * dt == pytest.approx(n_pairs, rel=0.02)
+
+
+@pytest.mark.parametrize("ps", [
+    "loss=bpr-max,final_act=elu-0.5,layers=32/16,embedding=16,dropout_p_embed=0.2,dropout_p_hidden=0.1",
+    "loss=bpr-max,final_act=linear,layers=32,embedding=0,n_sample=0,momentum=0.3",
+    "loss=xe_logit,final_act=softmax_logit,layers=32,constrained_embedding=True,train_random_order=True",
+])
+def test_other_modes_train(train_full, ps, capsys):
+    model = GRU4Rec.from_param_string(ps + ",n_epochs=2,batch_size=16,n_sample=64")
+    model.fit(small(train_full, 6000))
+    losses = [float(EPOCH.match(l).group(2)) for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+    assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
+
+
+def test_fit_leaves_frame_and_uses_keys(train_full):
+    df = small(train_full).rename(columns={"SessionId": "s", "ItemId": "i", "Time": "t"})
+    before = df.copy()
+    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8, session_key="s", item_key="i", time_key="t")
+    model.fit(df)
+    pd.testing.assert_frame_equal(df, before)
+    assert len(model.itemidmap) == df["i"].nunique()
+
+
+@pytest.mark.parametrize("mutate, msg", [
+    (lambda d: d.drop(columns=["Time"]), "Time"),
+    (lambda d: d.iloc[:0], "empty"),
+    (lambda d: d.assign(ItemId=d["ItemId"].where(d.index != 3)), "ItemId.*missing"),
+    (lambda d: d.head(7), "fewer than batch_size=32"),
+])
+def test_bad_input_to_fit(train_full, mutate, msg):
+    with pytest.raises(DataError, match=msg):
+        GRU4Rec(layers=[8], n_epochs=1, n_sample=8).fit(mutate(small(train_full)))
+
+
+def test_init_matches_reference_draw_order():
+    for cfg in [dict(layers=[5, 3], embedding=4, constrained_embedding=False),
+                dict(layers=[6], embedding=0, constrained_embedding=True),
+                dict(layers=[4, 4], embedding=0, constrained_embedding=False, sigma=0.1)]:
+        p = dict(P.DEFAULTS, **cfg)
+        ours = init_weights(11, p)
+        theirs = ref.init_weights(11, dict(cfg, sigma=p["sigma"], init_as_normal=False), seed=42)
+        for k, v in ours.items():
+            if k[:-1] in ("Wx", "Wh", "Wrz", "Bh"):
+                other = theirs[k[:-1]][int(k[-1])]
+            else:
+                other = theirs[k]
+            np.testing.assert_allclose(v, other, rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_sample_store_distribution_and_regeneration():
+    pop = np.array([1, 0, 4, 9, 16], np.float32)  # item 1 has zero weight: never drawn
+    store = SampleStore(pop, 1000, 0.5, store_size=20000, steps_per_call=8, rng=np.random.default_rng(0))
+    assert store.n_rows == 20
+    freq = np.bincount(store.block.ravel(), minlength=5) / store.block.size
+    w = pop ** 0.5
+    np.testing.assert_allclose(freq, w / w.sum(), atol=0.01)
+    assert freq[1] == 0
+    offsets = [store.take() for _ in range(3)]
+    assert [o for o, _ in offsets] == [0, 8, 0] and offsets[2][1] is not None  # 16 + 8 > 20: new block
+    uniform = SampleStore(pop, 1000, 0.0, 20000, 8, np.random.default_rng(0))
+    assert np.bincount(uniform.block.ravel(), minlength=5)[1] > 0
+
+
+def test_save_load_roundtrip_and_errors(train_full, tmp_path):
+    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8, loss="cross-entropy",
+                    final_act="softmax").fit(small(train_full))
+    path = tmp_path / "m.gru4rec"
+    model.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]  # no temporary left behind
+    loaded = GRU4Rec.load(path)
+    assert loaded.params == model.params
+    assert list(loaded.itemidmap.index) == list(model.itemidmap.index)
+    for k, v in model.net.weights().items():
+        np.testing.assert_array_equal(loaded.net.weights()[k], v)
+    (tmp_path / "garbage").write_bytes(b"not a model at all")
+    with pytest.raises(ModelFileError, match="not a readable GRU4Rec model"):
+        GRU4Rec.load(tmp_path / "garbage")
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a GRU4Rec model file"):
+        GRU4Rec.load(tmp_path / "foreign.npz")
+    with pytest.raises(ModelFileError, match="not found"):
+        GRU4Rec.load(tmp_path / "nothing")
+    data = path.read_bytes()
+    (tmp_path / "truncated").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        GRU4Rec.load(tmp_path / "truncated")
+
+
+def test_interrupted_save_leaves_old_file(train_full, tmp_path, monkeypatch):
+    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8).fit(small(train_full))
+    path = tmp_path / "m.gru4rec"
+    model.save(path)
+    good = path.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]

@@ -1,0 +1,312 @@
+"""One training step of the compiled graph against the float64 NumPy reference.
+
+For each loss, embedding mode and depth: the cost, every gradient (per gathered row for the
+item matrices, against central differences of the reference) and the optimizer update.
+A multi-step test runs the scan of `compile_train` over the worked example of spec 3.1a
+(shrinking tail, resets) and replays it with the reference slot by slot.
+"""
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import reference as ref
+from gru4rec import params as P
+from gru4rec.backend import mode_for
+from gru4rec.model import Network, init_weights, sparse_names
+
+N = 9
+
+
+def make_params(**kw):
+    p = dict(P.DEFAULTS)
+    p.update(layers=[4], batch_size=3, n_sample=4, learning_rate=0.1)
+    p.update(kw)
+    P.validate(p)
+    return p
+
+
+def to_ref(W, p):
+    """Our weight dict (Wx0, Wh0, ...) -> the reference's (Wx: [...], ...), float64."""
+    nl = len(p["layers"])
+    out = {k: [W[f"{k}{i}"].astype(np.float64) for i in range(nl)] for k in ("Wx", "Wh", "Wrz", "Bh")}
+    for k in ("Wy", "By", "E"):
+        if k in W:
+            out[k] = W[k].astype(np.float64)
+    return out
+
+
+def ref_cfg(p, pop):
+    return dict(loss=p["loss"], final_act=P.final_act_of(p), hidden_act=p["hidden_act"],
+                constrained_embedding=p["constrained_embedding"], embedding=p["embedding"],
+                bpreg=p["bpreg"], logq=p["logq"], smoothing=p["smoothing"],
+                sample_alpha=p["sample_alpha"], pop=pop, adapt=p["adapt"], adapt_params=p["adapt_params"],
+                learning_rate=p["learning_rate"], momentum=p["momentum"], lmbd=p["lmbd"])
+
+
+def random_weights(p, rng):
+    """Spec-8 weights plus non-zero biases, so the bias paths are exercised too."""
+    W = init_weights(N, p)
+    for k in W:
+        if k.startswith("Bh") or k == "By":
+            W[k] = rng.normal(0, 0.3, W[k].shape).astype(np.float32)
+    return W
+
+
+def compiled_step(p, W, pop):
+    """Compiles Network.step for one step with explicit inputs; returns the net and function."""
+    net = Network(p, N, weights=W, pop=pop)
+    net.init_state()
+    B = p["batch_size"]
+    x = pt.tensor("x", dtype="int32", shape=(B,))
+    y = pt.tensor("y", dtype="int32", shape=(B,))
+    samples = pt.tensor("s", dtype="int32", shape=(p["n_sample"],)) if p["n_sample"] else None
+    H = [pt.tensor(f"h{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
+    emb = pt.matrix("emb", shape=(B, None))
+    hid = [pt.tensor(f"m{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
+    ones = pt.ones((B,), "float32")
+    logpop = pt.constant(np.r_[np.log(pop), 0].astype(np.float32))
+    nW, nS, nH, cost, g = net.step(net.W, net.S, H, x, y, ones, pt.zeros((B,), "float32"), samples,
+                                   pt.constant(np.float32(1)), emb, hid, logpop)
+    inputs = [x, y] + ([samples] if samples is not None else []) + H + [emb] + hid
+    outs = [cost] + list(g.values()) + list(nW.values()) + list(nS.values()) + nH
+    f = pytensor.function(inputs, outs, mode=mode_for("jax"), on_unused_input="ignore")
+    return net, f, list(g), list(nW), list(nS)
+
+
+def expanded(p, Wr, x, y, samples, pop):
+    """The reference problem with one private row per occurrence of an item index, so that
+    finite differences give per-occurrence row gradients like the original's (spec 7.1)."""
+    B, S = len(x), len(samples)
+    y_all = np.r_[y, samples]
+    mode = ref.embedding_mode(p)
+    E = {k: (v.copy() if not isinstance(v, list) else [a.copy() for a in v]) for k, v in Wr.items()}
+    if mode == "shared":
+        idx = np.r_[x, y_all]
+        E["Wy"] = Wr["Wy"][idx].copy()
+        xe, ye, se = np.arange(B), B + np.arange(B), 2 * B + np.arange(S)
+        E["By"] = np.r_[np.zeros(B), Wr["By"][y_all]]
+        pe = np.r_[pop[x], pop[y_all]]
+    else:
+        first = "E" if mode == "separate" else "Wx"
+        if first == "E":
+            E["E"] = Wr["E"][x].copy()
+        else:
+            E["Wx"][0] = Wr["Wx"][0][x].copy()
+        E["Wy"] = Wr["Wy"][y_all].copy()
+        E["By"] = Wr["By"][y_all].copy()
+        xe, ye, se = np.arange(B), np.arange(B), B + np.arange(S)
+        pe = pop[y_all]
+    return E, xe, ye, se, pe
+
+
+CASES = [
+    dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True),
+    dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, logq=1.0, sample_alpha=0.5),
+    dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, smoothing=0.1),
+    dict(loss="xe_logit", final_act="softmax_logit", constrained_embedding=True, smoothing=0.05),
+    dict(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, bpreg=1.95),
+    dict(loss="bpr-max", final_act="linear", embedding=3, bpreg=0.5, layers=[4, 3]),
+    dict(loss="bpr-max", final_act="elu-1", embedding=0, layers=[4, 3], momentum=0.4),
+    dict(loss="cross-entropy", final_act="softmax", embedding=0, layers=[4, 3], logq=1.0),
+    dict(loss="cross-entropy", final_act="softmax", embedding=3, momentum=0.3, lmbd=0.01),
+    dict(loss="top1-max", final_act="tanh", constrained_embedding=True),
+    dict(loss="top1", final_act="linear", constrained_embedding=True, hidden_act="relu"),
+    dict(loss="bpr", final_act="leaky-0.1", embedding=3),
+    dict(loss="bpr-max", final_act="selu-1.05-1.67", constrained_embedding=True, layers=[4, 3],
+         adapt="rmsprop", adapt_params=[0.9]),
+    dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, adapt="adam",
+         adapt_params=[0.9, 0.99], grad_cap=0.5),
+    dict(loss="bpr-max", final_act="elu-0.5", embedding=3, adapt="adadelta", adapt_params=[0.95],
+         momentum=0.2),
+    dict(loss="bpr-max", final_act="elu-0.5", embedding=0, adapt=None, momentum=0.5, lmbd=0.1),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_step_matches_reference(case):
+    rng = np.random.default_rng(7)
+    p = make_params(**case)
+    B, S, layers = p["batch_size"], p["n_sample"], p["layers"]
+    W = random_weights(p, rng)
+    pop = rng.integers(1, 20, N).astype(np.float32)
+    # no repeated index among the gathered rows, so scatter-set order cannot matter here
+    perm = rng.permutation(N)
+    x, y = perm[:B].astype(np.int32), perm[B:2 * B].astype(np.int32)
+    samples = rng.permutation(N)[:S].astype(np.int32)
+    if p["constrained_embedding"]:  # shared mode gathers x and Y_all together: keep them apart
+        samples = np.setdiff1d(np.arange(N), np.r_[x, y])[:S].astype(np.int32)
+        S = len(samples)
+        p["n_sample"] = S
+    H = [rng.normal(0, 0.5, (B, L)).astype(np.float32) for L in layers]
+    d_in = {"shared": layers[-1], "separate": 3, "none": N}[ref.embedding_mode(p)]
+    emb = (rng.random((B, d_in)) < 0.7).astype(np.float32) / 0.7
+    hid = [(rng.random((B, L)) < 0.8).astype(np.float32) / 0.8 for L in layers]
+
+    net, f, gnames, wnames, snames = compiled_step(p, W, pop)
+    outs = f(x, y, samples, *H, emb, *hid)
+    cost, rest = outs[0], outs[1:]
+    grads = dict(zip(gnames, rest[:len(gnames)]))
+    newW = dict(zip(wnames, rest[len(gnames):len(gnames) + len(wnames)]))
+    newH = rest[len(gnames) + len(wnames) + len(snames):]
+
+    Wr = to_ref(W, p)
+    cfg = ref_cfg(p, pop.astype(np.float64))
+    masks = {"embed": emb.astype(np.float64) if ref.embedding_mode(p) != "none" else None,
+             "hidden": [m.astype(np.float64) for m in hid]}
+    H64 = [h.astype(np.float64) for h in H]
+    loss, refH, _ = ref.forward(Wr, x, y, samples, H64, cfg, masks)
+    assert cost == pytest.approx(loss / B, rel=2e-5, abs=1e-6)
+    for a, b in zip(newH, refH):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+    # gradients: dense directly, item matrices per occurrence through the expanded problem
+    E, xe, ye, se, pe = expanded(p, Wr, x, y, samples, pop.astype(np.float64))
+    cfg_e = dict(cfg, pop=pe)
+
+    def loss_e():
+        return ref.forward(E, xe, ye, se, H64, cfg_e, masks)[0] / B
+
+    ref_grads = {}
+    for name in grads:
+        if name in sparse_names(p):
+            arr = E["Wx"][0] if name == "Wx0" else E[name]
+            g = ref.numerical_grad(loss_e, arr)
+            if name == "By" and p["constrained_embedding"]:
+                g = g[B:]
+            ref_grads[name] = g
+        else:
+            k, i = name.rstrip("0123456789"), int(name[-1])
+            ref_grads[name] = ref.numerical_grad(loss_e, E[k][i])
+    if p["grad_cap"]:
+        names = list(ref_grads)
+        ref_grads = dict(zip(names, ref.grad_cap([ref_grads[n] for n in names], p["grad_cap"])))
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, ref_grads[name], rtol=2e-3, atol=2e-5, err_msg=name)
+
+    # the update, from the reference's own gradients
+    idx = {"Wy": np.r_[x, y, samples] if p["constrained_embedding"] else np.r_[y, samples],
+           "By": np.r_[y, samples], "E": x, "Wx0": x}
+    for name in wnames:
+        state = {}
+        if name in sparse_names(p):
+            P_ = Wr["Wx"][0].copy() if name == "Wx0" else Wr[name].copy()
+            ref.sparse_update(P_, state, idx[name], ref_grads[name], cfg)
+        else:
+            k, i = name.rstrip("0123456789"), int(name[-1])
+            P_ = Wr[k][i].copy()
+            ref.dense_update(P_, state, ref_grads[name], cfg)
+        got = newW[name][:-1] if name in sparse_names(p) else newW[name]
+        np.testing.assert_allclose(got, P_, rtol=2e-3, atol=2e-5, err_msg=name)
+
+
+def test_duplicate_rows_adagrad_momentum():
+    """Duplicates in x, y and the samples: the parameter gets the sum of per-occurrence steps,
+    each scaled by its own accumulator value; the stored accumulator and velocity rows are one
+    of the per-occurrence writes (spec 7.4)."""
+    rng = np.random.default_rng(3)
+    p = make_params(loss="bpr-max", final_act="elu-1", constrained_embedding=True, momentum=0.3)
+    B = p["batch_size"]
+    W = random_weights(p, rng)
+    pop = np.ones(N, np.float32)
+    x = np.array([1, 1, 2], np.int32)
+    y = np.array([2, 5, 5], np.int32)
+    samples = np.array([5, 1, 7, 7], np.int32)
+    H = [rng.normal(0, 0.5, (B, 4)).astype(np.float32)]
+    net, f, gnames, wnames, snames = compiled_step(p, W, pop)
+    ones = [np.ones((B, 4), np.float32)]
+    outs = f(x, y, samples, *H, np.ones((B, 4), np.float32), *ones)
+    grads = dict(zip(gnames, outs[1:1 + len(gnames)]))
+    newW = dict(zip(wnames, outs[1 + len(gnames):1 + len(gnames) + len(wnames)]))
+    newS = dict(zip(snames, outs[1 + len(gnames) + len(wnames):1 + len(gnames) + len(wnames) + len(snames)]))
+    idx = np.r_[x, y, samples]
+    g = grads["Wy"].astype(np.float64)
+    acc_k = g ** 2  # accumulators start at zero
+    step_k = -p["learning_rate"] * g / np.sqrt(acc_k + 1e-6)  # velocity starts at zero
+    expected = W["Wy"].astype(np.float64).copy()
+    np.add.at(expected, idx, step_k)
+    np.testing.assert_allclose(newW["Wy"][:-1], expected, rtol=1e-4, atol=1e-6)
+    # summing duplicate gradients first would give a different parameter
+    summed = np.zeros_like(expected)
+    np.add.at(summed, idx, g)
+    coalesced = W["Wy"] - p["learning_rate"] * summed / np.sqrt(summed ** 2 + 1e-6)
+    assert not np.allclose(newW["Wy"][:-1], coalesced, rtol=1e-4, atol=1e-6)
+    for row in np.unique(idx):
+        cands = [acc_k[k] for k in np.flatnonzero(idx == row)]
+        assert any(np.allclose(newS[("Wy", "acc")][row], c, rtol=1e-5, atol=1e-8) for c in cands)
+        vcands = [step_k[k] for k in np.flatnonzero(idx == row)]
+        assert any(np.allclose(newS[("Wy", "vel")][row], c, rtol=1e-4, atol=1e-7) for c in vcands)
+
+
+def test_scan_matches_reference_on_worked_example():
+    """compile_train over spec 3.1a (B=2, 4 steps, the last with one slot): final weights equal
+    four reference steps on the active slots only, with resets after session ends."""
+    from gru4rec.data import session_parallel_schedule
+    rng = np.random.default_rng(11)
+    p = make_params(loss="cross-entropy", final_act="softmax", constrained_embedding=True, batch_size=2,
+                    n_sample=3, momentum=0.2, logq=1.0)
+    W = random_weights(p, rng)
+    pop = rng.integers(1, 9, N).astype(np.float32)
+    # sessions A=(0,1,2) B=(3,4) C=(5,6,7,8) D=(2,6), in this processing order
+    items = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 6], np.int32)
+    offsets = np.array([0, 3, 5, 9, 11])
+    sched = session_parallel_schedule(items, offsets, np.arange(4), 2, pad=N)
+    assert sched.n_steps == 4 and sched.active.sum() == 7
+    K = 4
+    net = Network(p, N, weights=W, pop=pop)
+    train = net.compile_train(K, store_rows=K, mode=mode_for("jax"), seed=0)
+    store = rng.integers(0, N, (K, 3)).astype(np.int32)
+    net.store.set_value(store)
+    costs = np.asarray(train(sched.x, sched.y, sched.active, sched.reset, np.int32(0)))
+
+    Wr = to_ref(W, p)
+    cfg = ref_cfg(p, pop.astype(np.float64))
+    states = {}
+    H = np.zeros((2, 4))
+    for t in range(K):
+        act = np.flatnonzero(sched.active[t])
+        x, y = sched.x[t, act], sched.y[t, act]
+        loss, newH, _ = ref.forward(Wr, x, y, store[t], [H[act]], cfg)
+        assert costs[t] == pytest.approx(loss / 2, rel=1e-4)
+        E, xe, ye, se, pe = expanded(p, Wr, x, y, store[t], pop.astype(np.float64))
+
+        def loss_e():
+            return ref.forward(E, xe, ye, se, [H[act]], dict(cfg, pop=pe))[0] / 2
+
+        g = {"Wy": ref.numerical_grad(loss_e, E["Wy"]), "By": ref.numerical_grad(loss_e, E["By"])[len(x):]}
+        for k in ("Wx", "Wh", "Wrz", "Bh"):
+            g[k] = ref.numerical_grad(loss_e, E[k][0])
+        ref.sparse_update(Wr["Wy"], states.setdefault("Wy", {}), np.r_[x, y, store[t]], g["Wy"], cfg)
+        ref.sparse_update(Wr["By"], states.setdefault("By", {}), np.r_[y, store[t]], g["By"], cfg)
+        for k in ("Wx", "Wh", "Wrz", "Bh"):
+            ref.dense_update(Wr[k][0], states.setdefault(k, {}), g[k], cfg)
+        H[act] = newH[0] * (1 - sched.reset[t, act])[:, None]
+    got = net.weights()
+    np.testing.assert_allclose(got["Wy"], Wr["Wy"], rtol=2e-3, atol=2e-5)
+    np.testing.assert_allclose(got["By"], Wr["By"], rtol=2e-3, atol=2e-5)
+    for k in ("Wx", "Wh", "Wrz", "Bh"):
+        np.testing.assert_allclose(got[f"{k}0"], Wr[k][0], rtol=2e-3, atol=2e-5, err_msg=k)
+    np.testing.assert_allclose(net.H[0].get_value(), H, rtol=1e-3, atol=1e-5)
+
+
+def test_idle_call_changes_nothing():
+    """An all-padding call (used to compile before the first epoch) leaves weights, optimizer
+    state and hidden state untouched, even with momentum."""
+    rng = np.random.default_rng(5)
+    p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
+                    dropout_p_hidden=0.3, adapt="rmsprop", adapt_params=[0.9])
+    net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
+    train = net.compile_train(2, store_rows=2, mode=mode_for("jax"), seed=0)
+    net.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    for (name, _), s in net.S.items():
+        v = np.full(s.get_value().shape, 0.5, np.float32)
+        if name in sparse_names(p):
+            v[-1] = 0  # the padding row's state is zero in a real model
+        s.set_value(v)
+    before = {k: v.get_value().copy() for k, v in list(net.W.items()) + list(net.S.items())}
+    idle = np.full((2, 3), N, np.int32)
+    zeros = np.zeros((2, 3), np.float32)
+    costs = train(idle, idle, zeros, zeros, np.int32(0))
+    assert np.all(np.asarray(costs) == 0)
+    for k, v in list(net.W.items()) + list(net.S.items()):
+        np.testing.assert_array_equal(v.get_value(), before[k], err_msg=str(k))
