@@ -118,14 +118,24 @@ def _checked_chunks(path: Path, open_reader: Callable, rename: dict) -> Iterator
         raise PreprocessError(f'{path}: the file has no data rows')
 
 
-def parse_epoch(strings: pd.Series, fmt: str, unit: str, path: Path) -> np.ndarray:
-    """Parse UTC time strings into integer epoch time (unit 'D', 's' or 'ms'), truncating."""
+def parse_epoch(strings: pd.Series, unit: str, path: Path, suffix: str = '') -> np.ndarray:
+    """Parse UTC time strings into integer epoch time (unit 'D', 's' or 'ms'), truncating.
+
+    A fixed `suffix` ('Z', ' UTC') is checked and cut off, so that pandas' fast ISO 8601 parser
+    can be used (about 10x faster than an explicit strptime format on tens of millions of rows).
+    """
+    if suffix:
+        if not strings.str.endswith(suffix).fillna(False).all():
+            raise PreprocessError(f'{path}: bad time value: not all values end with {suffix!r}')
+        strings = strings.str.slice(0, -len(suffix))
     try:
-        parsed = pd.to_datetime(strings, format=fmt)
+        parsed = pd.to_datetime(strings, format='ISO8601')
     except (ValueError, TypeError) as e:
         raise PreprocessError(f'{path}: bad time value: {_first_line(e)}') from None
     if parsed.isna().any():
         raise PreprocessError(f'{path}: missing time value')
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_convert(None)
     # datetime64 -> coarser unit truncates toward -inf for these (post-1970) dates
     return parsed.to_numpy().astype(f'datetime64[{unit}]').astype(np.int64)
 
@@ -175,7 +185,7 @@ def read_yoochoose_clicks(paths: list[Path], chunksize: int) -> pd.DataFrame:
                                                    'ItemId': 'int64'}, chunksize=chunksize):
             sessions.append(chunk['SessionId'].to_numpy())
             items.append(chunk['ItemId'].to_numpy())
-            times.append(parse_epoch(chunk['Time'], '%Y-%m-%dT%H:%M:%S.%fZ', 'ms', path))
+            times.append(parse_epoch(chunk['Time'], 'ms', path, suffix='Z'))
     return _frame(_concat(sessions, np.int64), _concat(items, np.int64), _concat(times, np.int64))
 
 
@@ -206,7 +216,7 @@ def read_rees46(paths: list[Path], chunksize: int) -> pd.DataFrame:
             chunk = chunk[chunk['event_type'] == 'view']
             users.append(chunk['user_id'].to_numpy())
             items.append(chunk['product_id'].to_numpy())
-            times.append(parse_epoch(chunk['event_time'], '%Y-%m-%d %H:%M:%S UTC', 's', path))
+            times.append(parse_epoch(chunk['event_time'], 's', path, suffix=' UTC'))
     user, item, time = (_concat(users, np.int64), _concat(items, np.int64),
                         _concat(times, np.int64))
     order = np.lexsort((item, time, user))
@@ -270,7 +280,7 @@ def read_diginetica(paths: list[Path], chunksize: int) -> pd.DataFrame:
             sessions.append(chunk['sessionId'].to_numpy())
             items.append(chunk['itemId'].to_numpy())
             frames.append(chunk['timeframe'].to_numpy())
-            days.append(parse_epoch(chunk['eventdate'], '%Y-%m-%d', 'D', path))
+            days.append(parse_epoch(chunk['eventdate'], 'D', path))
     session = _concat(sessions, np.int64)
     day = pd.Series(_concat(days, np.int64)).groupby(session).transform('min').to_numpy()
     return _frame(session, _concat(items, np.int64), day * DAY * 1000 + _concat(frames, np.int64))
@@ -358,7 +368,7 @@ def split_by_session_end(df: pd.DataFrame, tday, tsplit=None) -> tuple[pd.DataFr
     test events of items missing from train are dropped, then test sessions shorter than 2."""
     if tsplit is None:
         tsplit = df['Time'].max()
-    is_train = session_starts(df) < tsplit - tday
+    is_train = session_ends(df) < tsplit - tday
     train, test = df[is_train], df[~is_train]
     test = test[test['ItemId'].isin(train['ItemId'].unique())]
     test = drop_short_sessions(test)

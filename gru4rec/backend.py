@@ -17,7 +17,7 @@ if "base_compiledir" not in os.environ.get("PYTENSOR_FLAGS", ""):
         f for f in (flags, f"base_compiledir={CACHE_DIR / 'pytensor'}") if f)
 
 import pytensor  # noqa: E402
-from pytensor.compile.mode import get_mode  # noqa: E402
+from pytensor.compile.mode import Mode, get_mode  # noqa: E402
 
 pytensor.config.floatX = "float32"
 # PyTensor's JAX linker copies RandomType shared variables and says so on every compile.
@@ -72,6 +72,26 @@ def mode_for(backend, device="cpu"):
         jax.config.update("jax_default_device", dev)
     elif kind != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; use backend='jax' for {device!r}")
+    mode = get_mode(BACKENDS[backend])
+    if backend == "jax":
+        mode = Mode(linker=_donating_jax_linker(), optimizer=mode.provided_optimizer)
     # This rewrite turns set(A[i], A[i] + g) into inc(A[i], g), which differs when i repeats:
     # the sparse Adagrad accumulator must keep one write per row (spec 7.4), not the sum.
-    return get_mode(BACKENDS[backend]).excluding("local_set_to_inc_subtensor")
+    return mode.excluding("local_set_to_inc_subtensor")
+
+
+def _donating_jax_linker():
+    """PyTensor's JAX linker, but donating the buffers of the shared variables a function
+    updates: the new weights are written where the old ones were, instead of into a copy of
+    every item matrix per call."""
+    from pytensor.link.jax.linker import JAXLinker
+
+    class DonatingJAXLinker(JAXLinker):
+        def jit_compile(self, fn):
+            import jax
+            donate = sorted(set((self.fgraph.update_mapping or {}).values()))
+            if self.scalar_shape_inputs or not donate:
+                return super().jit_compile(fn)
+            return jax.jit(fn, donate_argnums=donate)
+
+    return DonatingJAXLinker()
