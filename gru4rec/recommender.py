@@ -122,31 +122,48 @@ class GRU4Rec:
             sched = session_parallel_schedule(td.items, td.offsets, order, B, pad, stop_below_two=(S == 0))
             n_steps = sched.n_steps
             sched = sched.padded(K, pad)
-            costs = []
             bar = _bar(n_steps, f"Epoch{epoch + 1}") if progress else None
-            for c in range(len(sched.x) // K):
+            costs = self._run_epoch(train, sched, store, bar)
+            if bar is not None:
+                bar.close()
+            if costs is None:
+                print(f"Epoch{epoch + 1}: NaN error!")
+                self.error_during_train = True
+                return self
+            costs = costs[:n_steps]
+            M = sched.active[:n_steps].sum(axis=1)
+            avg = float((costs * M).sum() / M.sum()) if M.sum() else float("nan")
+            dt = time.time() - t0
+            print(f"Epoch{epoch + 1} --> loss: {avg:.6f} \t({dt:.2f}s) \t"
+                  f"[{n_steps / dt:.2f} mb/s | {M.sum() / dt:.0f} e/s]")
+        return self
+
+    def _run_epoch(self, train, sched, store, bar):
+        """Runs the padded schedule K steps per call; the per-step costs, or None on a NaN.
+
+        One call stays in flight while the previous one's costs are read: the device never
+        idles, and the progress bar and the NaN check follow the real work."""
+        K = self.steps_per_call
+        n_calls = len(sched.x) // K
+        costs, pending = [], None
+        for c in range(n_calls + 1):
+            launched = None
+            if c < n_calls:
                 sl = slice(c * K, (c + 1) * K)
                 off = 0
                 if store:
                     off, block = store.take()
                     if block is not None:
                         self.net.store.set_value(block)
-                costs.append(train(sched.x[sl], sched.y[sl], sched.active[sl], sched.reset[sl], np.int32(off)))
+                launched = train(sched.x[sl], sched.y[sl], sched.active[sl], sched.reset[sl], np.int32(off))
+            if pending is not None:
+                costs.append(np.asarray(pending))
+                if np.isnan(costs[-1]).any():
+                    return None
                 if bar is not None:
-                    bar.update(min(K, n_steps - c * K))
-            if bar is not None:
-                bar.close()
-            costs = np.concatenate([np.asarray(c) for c in costs])[:n_steps]
-            M = sched.active[:n_steps].sum(axis=1)
-            if np.isnan(costs).any():
-                print(f"Epoch{epoch + 1}: NaN error!")
-                self.error_during_train = True
-                return self
-            avg = float((costs * M).sum() / M.sum()) if M.sum() else float("nan")
-            dt = time.time() - t0
-            print(f"Epoch{epoch + 1} --> loss: {avg:.6f} \t({dt:.2f}s) \t"
-                  f"[{n_steps / dt:.2f} mb/s | {M.sum() / dt:.0f} e/s]")
-        return self
+                    bar.update(min(K, bar.total - bar.n))
+            pending = launched
+        return np.concatenate(costs)
 
     # save / load -----------------------------------------------------------------------------
     def save(self, path):

@@ -148,3 +148,12 @@ def test_interrupted_save_leaves_old_file(train_full, tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]
+
+
+def test_nan_stops_training_and_flags_model(train_full, capsys):
+    # weights of 1e38 overflow the scores to inf, and inf - inf is NaN
+    model = GRU4Rec(layers=[8], n_epochs=3, batch_size=4, n_sample=8, sigma=1e38)
+    model.fit(small(train_full))
+    out = capsys.readouterr().out
+    assert "Epoch1: NaN error!" in out and "Epoch2" not in out
+    assert model.error_during_train
