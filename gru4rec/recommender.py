@@ -103,6 +103,7 @@ class GRU4Rec:
         if S:
             store = SampleStore(td.pop, S, p["sample_alpha"], sample_store, K, np.random.default_rng(p["seed"]))
         train = self.net.compile_train(K, store.n_rows if store else 0, mode, seed=p["seed"])
+        train.trust_input = True  # inputs are built here with the right types (and may be device arrays)
         if store:
             self.net.store.set_value(store.block)
             kind = "CPU" if store_type == "cpu" else "GPU"
@@ -145,17 +146,21 @@ class GRU4Rec:
         idles, and the progress bar and the NaN check follow the real work."""
         K = self.steps_per_call
         n_calls = len(sched.x) // K
+        chunks = [a.reshape(n_calls, K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
+        if self.backend == "jax":
+            # The epoch's schedule goes to the device once; each call gets views of it.
+            import jax
+            chunks = [jax.device_put(a) for a in chunks]
         costs, pending = [], None
         for c in range(n_calls + 1):
             launched = None
             if c < n_calls:
-                sl = slice(c * K, (c + 1) * K)
                 off = 0
                 if store:
                     off, block = store.take()
                     if block is not None:
                         self.net.store.set_value(block)
-                launched = train(sched.x[sl], sched.y[sl], sched.active[sl], sched.reset[sl], np.int32(off))
+                launched = train(*(a[c] for a in chunks), np.int32(off))
             if pending is not None:
                 costs.append(np.asarray(pending))
                 if np.isnan(costs[-1]).any():
