@@ -12,7 +12,6 @@ Result-neutral deviations from the original: sessions are handed to slots longes
 packing leaves fewer idle slots), and a test set with fewer sessions than `batch_size` works.
 """
 import sys
-import time
 import weakref
 from typing import NamedTuple
 
@@ -79,7 +78,11 @@ def known_sessions(model, test_data, session_key, item_key, time_key):
     events are dropped, as they give no (input, target) pair."""
     check_frame(test_data, session_key, item_key, time_key)
     df = test_data[[session_key, item_key, time_key]]
-    idx = model.itemidmap.index.get_indexer(df[item_key])
+    index = model.itemidmap.index
+    ids = df[item_key]
+    if pd.api.types.is_string_dtype(index) and not pd.api.types.is_string_dtype(ids):
+        ids = ids.astype(str)  # ids read from a text file are strings; a pickle may hold numbers
+    idx = index.get_indexer(ids)
     known = idx >= 0
     if not known.any():
         raise DataError("none of the test items occurs in the training data; nothing to evaluate "
@@ -95,10 +98,8 @@ def known_sessions(model, test_data, session_key, item_key, time_key):
     if not keep.any():
         raise DataError("no test session has two or more events with items known to the model; "
                         "nothing to evaluate")
-    sel = np.flatnonzero(keep)
-    rows = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in sel])
-    new_offsets = np.r_[0, np.cumsum(lengths[sel])].astype(np.int64)
-    return items[rows], new_offsets
+    new_offsets = np.r_[0, np.cumsum(lengths[keep])].astype(np.int64)
+    return items[np.repeat(keep, lengths)], new_offsets
 
 
 def eval_schedule(items, offsets, batch_size, pad):
@@ -120,11 +121,55 @@ def eval_schedule(items, offsets, batch_size, pad):
     return x, y, (1 - reset).astype(np.float32), active, pos
 
 
+CHUNK = 4095  # items per partial count at most: 4096 * #greater + #equal < 2**24 is exact in float32
+_f32 = np.float32
+
+
+def padded_items(n_items):
+    """(columns, chunk): the fewest columns >= n_items that split into chunks of <= CHUNK."""
+    n_chunks = -(-n_items // CHUNK)
+    chunk = -(-n_items // n_chunks)
+    return n_chunks * chunk, chunk
+
+
+def rank_counts(S, t, y, n_items):
+    """(#S > t, #S == t) per row over the first n_items columns of S (B x NP, NP from
+    padded_items), leaving out each row's own target column y.
+
+    One elementwise pass writes 4096 * [S > t] + [S == t] and a matrix-vector product with
+    ones sums `chunk` columns at a time: integer-valued float32 sums below 2**24 are exact in
+    any order, and XLA's CPU reductions with fused comparisons are several times slower."""
+    B, NP = S.type.shape
+    chunk = padded_items(n_items)[1]
+    col = pt.arange(NP, dtype="int32")[None, :]
+    ok = (col < n_items) & pt.neq(col, y[:, None])
+    v = (pt.switch(ok & (S > t[:, None]), _f32(4096), _f32(0))
+         + pt.switch(ok & pt.eq(S, t[:, None]), _f32(1), _f32(0)))
+    part = pt.dot(v.reshape((B * (NP // chunk), chunk)), pt.ones((chunk,), "float32"))
+    part = part.reshape((B, NP // chunk))
+    gt = pt.floor(part / _f32(4096))
+    eq = part - _f32(4096) * gt
+    return gt.sum(axis=1).astype("int32"), eq.sum(axis=1).astype("int32")
+
+
+def _softmax(R):
+    E = pt.exp(R - R.max(axis=1, keepdims=True))
+    Z = pt.dot(E, pt.ones((E.type.shape[1],), "float32"))
+    return E, Z
+
+
 class Evaluator:
-    """Compiled evaluation of one network: batch_size slots, `steps` events per call."""
+    """Compiled evaluation of one network: batch_size slots, `steps` events per call.
+
+    Against all items, scores come from a copy of Wy/By padded to whole chunks of rows
+    (padding scores -inf, masked), so the counting needs no slicing or padding per step; the
+    target's own column is left out of the counts and added back as one tie, which is what
+    comparing it with itself gives."""
 
     def __init__(self, net, batch_size, steps, mode, candidates=None, tiebreak=False, seed=42):
-        self.net, self.B, self.K = net, batch_size, steps
+        # No reference to `net` itself: the cache holding evaluators is keyed weakly by it.
+        self.W, self.n_items, self.pad = net.W, net.n_items, net.pad
+        self.B, self.K = batch_size, steps
         B, K = batch_size, steps
         self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"evalH{i}", shape=(B, L))
                   for i, L in enumerate(net.p["layers"])]
@@ -134,44 +179,73 @@ class Evaluator:
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
         rng = [self.rng]
         W, N = net.W, net.n_items
+        softmax = net.final_act in ("softmax", "softmax_logit")
         act = score_activation(net)
         ar = pt.arange(B, dtype="int32")
-        if candidates is not None:
+        if candidates is None:
+            NP = padded_items(N)[0]
+            D = W["Wy"].type.shape[1]
+            self.WyE = pytensor.shared(np.zeros((NP, D), np.float32), name="evalWy", shape=(NP, D))
+            self.ByE = pytensor.shared(np.zeros(NP, np.float32), name="evalBy", shape=(NP,))
+        else:
             cand = pt.constant(np.asarray(candidates, np.int32), name="candidates")
 
-        def step(x, y, keep, *H):
-            out, new_H = net.forward(W, net.input_rows(W, x), list(H))
-            if candidates is None:  # every item competes, the target included
-                R = pt.dot(out, W["Wy"][:N].T) + W["By"][:N]
+        def noisy(S):
+            if rng[0] is None:
+                return S
+            rng[0], u = rng[0].uniform(0, 1, size=S.shape, dtype="float32")
+            return S + _f32(1e-10) * u
+
+        def step(x, y, keep, *state):
+            H = list(state[:nl])
+            if tiebreak:  # the generator is a scan carry, so each step draws fresh noise
+                rng[0] = state[nl]
+            out, new_H = net.forward(W, net.input_rows(W, x), H)
+            if candidates is None:
+                R = pt.dot(out, self.WyE.T) + self.ByE
+                if rng[0] is not None:
+                    S = noisy(act(R))
+                    t = S[ar, y]
+                elif softmax:
+                    E, Z = _softmax(R)
+                    S, t = E / Z[:, None], E[ar, y] / Z
+                else:
+                    # The target's score from its raw score, not gathered from S, so that
+                    # XLA fuses the activation into the counting pass instead of storing S.
+                    S, t = act(R), act(R[ar, y])
+                gt, eq = rank_counts(S, t, y, N)
+                eq = eq + 1
             else:  # [targets] ++ candidates, as the original lays it out (spec 10.1 step 7)
                 cols = pt.concatenate([y, cand])
-                R = pt.dot(out, W["Wy"][cols].T) + W["By"][cols]
-            S = act(R)
-            if rng[0] is not None:
-                rng[0], u = rng[0].uniform(0, 1, size=S.shape, dtype="float32")
-                S = S + np.float32(1e-10) * u
-            if candidates is None:
-                target = S[ar, y]
-                others = S
-            else:
-                target = S[ar, ar]
-                others = S[:, B:]
-            gt = (others > target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
-            eq = pt.eq(others, target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
-            return [h * keep[:, None] for h in new_H] + [gt, eq]
+                S = noisy(act(pt.dot(out, W["Wy"][cols].T) + W["By"][cols]))
+                target, others = S[ar, ar], S[:, B:]
+                gt = (others > target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+                eq = pt.eq(others, target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+            return [h * keep[:, None] for h in new_H] + [gt, eq] + ([rng[0]] if tiebreak else [])
 
         nl = len(self.H)
+        carry = [self.rng] if tiebreak else []
         if K == 1:
-            outs = step(X[0], Y[0], KEEP[0], *self.H)
+            outs = step(X[0], Y[0], KEEP[0], *self.H, *carry)
             new_H, gt, eq = outs[:nl], outs[nl][None], outs[nl + 1][None]
+            new_rng = outs[nl + 2:]
         else:
-            res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=self.H + [None, None],
+            res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=self.H + [None, None] + carry,
                                 n_steps=K, return_updates=False, mode=mode)
             new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
-        updates = list(zip(self.H, new_H))
-        if self.rng is not None and rng[0] is not self.rng:
-            updates.append((self.rng, rng[0]))
+            new_rng = list(res[nl + 2:])  # scan hands back only the last generator state
+        updates = list(zip(self.H + carry, new_H + new_rng))
         self.fn = pytensor.function([X, Y, KEEP], [gt, eq], updates=updates, mode=mode)
+
+    def refresh(self):
+        """Copies the network's current Wy/By into the padded scoring matrices."""
+        if not hasattr(self, "WyE"):
+            return
+        N, NP = self.n_items, self.WyE.type.shape[0]
+        Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
+        By = np.asarray(self.W["By"].get_value())[:N]
+        self.WyE.set_value(np.concatenate([Wy, np.zeros((NP - N, Wy.shape[1]), np.float32)]))
+        self.ByE.set_value(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]))
 
     def reset(self):
         for h in self.H:
@@ -180,10 +254,11 @@ class Evaluator:
     def run(self, x, y, keep, active, progress=False):
         """Counts (gt, eq) of the active (slot, step) pairs of a schedule, in schedule order."""
         self.reset()
+        self.refresh()
         K, T = self.K, len(x)
         extra = -T % K
         if extra:
-            x = np.vstack([x, np.full((extra, self.B), self.net.pad, np.int32)])
+            x = np.vstack([x, np.full((extra, self.B), self.pad, np.int32)])
             y = np.vstack([y, np.zeros((extra, self.B), np.int32)])
             keep = np.vstack([keep, np.zeros((extra, self.B), np.float32)])
         bar = _bar(T) if progress else None
@@ -216,7 +291,7 @@ def _evaluator(model, batch_size, steps, tiebreak, candidates):
 
 
 def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="standard",
-             session_key=None, item_key=None, time_key=None, steps=1, progress=None, return_ranks=False):
+             session_key=None, item_key=None, time_key=None, steps=8, progress=None, return_ranks=False):
     """Recall@c and MRR@c of next-item prediction on `test_data` for every c in `cut_off`.
 
     Targets are ranked against all training items (or only against `items`, a list of item
@@ -224,7 +299,8 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     standard, conservative, median or tiebreaking. Returns Metrics(recall, mrr, n); with
     return_ranks, also the rank of each evaluated event in the order of the kept test events
     (unknown items dropped) sorted by session, time and item, each session's last omitted.
-    `steps` events are run per compiled call; `progress` (default: stdout is a terminal)
+    `steps` events run per compiled call (a scan: fewer calls, buffers reused; see
+    bench/eval_speed.py); `progress` (default: stdout is a terminal)
     shows a bar on stderr.
     """
     if model.net is None:

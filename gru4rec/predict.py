@@ -57,7 +57,8 @@ class LiveSessions:
     """Hidden states of named sessions and the compiled functions that advance and score them."""
 
     def __init__(self, model):
-        self.model, self.net = model, model.net
+        # No reference to `model`: the registry of live sessions is keyed weakly by it.
+        self.net, self.itemids = model.net, model.itemidmap.index
         net, W, N = model.net, model.net.W, model.net.n_items
         self.layers = list(net.p["layers"])
         mode = mode_for(model.backend, model.device)
@@ -93,7 +94,7 @@ class LiveSessions:
     def _indices(self, ids):
         """Item indices of ids, -1 for unknown ones. Ids are compared as strings when the
         model's ids are strings (they are when the training data came from a text file)."""
-        index = self.model.itemidmap.index
+        index = self.itemids
         ids = list(ids)
         if not ids:
             return np.zeros(0, np.int64)
@@ -117,14 +118,14 @@ class LiveSessions:
 
     def _frame(self, scores, k, allowed):
         idx = top_k(scores, k, allowed)
-        return pd.DataFrame({"ItemId": self.model.itemidmap.index[idx], "Score": scores[idx]})
+        return pd.DataFrame({"ItemId": self.itemids[idx], "Score": scores[idx]})
 
     # public -------------------------------------------------------------------------------
     def recommend(self, session_items, k=20, exclude=None, candidates=None):
         idx = self._indices(session_items)
         idx = idx[idx >= 0]
         if len(idx) == 0:
-            return pd.DataFrame({"ItemId": pd.Index([], dtype=self.model.itemidmap.index.dtype),
+            return pd.DataFrame({"ItemId": self.itemids[:0],
                                  "Score": np.zeros(0, np.float32)})
         states = [np.zeros((1, L), np.float32) for L in self.layers]
         for i in idx:
@@ -158,7 +159,7 @@ class LiveSessions:
                 top = top_k(row, k, allowed)
                 cols["SessionId"] += [s] * len(top)
                 cols["Rank"] += list(range(1, len(top) + 1))
-                cols["ItemId"] += list(self.model.itemidmap.index[top])
+                cols["ItemId"] += list(self.itemids[top])
                 cols["Score"] += list(row[top])
         return pd.DataFrame(cols).astype({"Rank": np.int64, "Score": np.float32})
 

@@ -1,0 +1,167 @@
+"""gru4rec.evaluation against a brute-force NumPy evaluator (tests/evalhelpers.py) and the
+rules of spec 10.1: tie modes, unknown items, cut-offs, batch masking, save/load."""
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import evalhelpers as H  # noqa: E402
+
+from gru4rec import DataError, GRU4Rec  # noqa: E402
+from gru4rec.evaluation import evaluate, metrics_from_ranks, ranks_from_counts  # noqa: E402
+
+CUTS = [1, 5, 10, 20]
+
+
+def run_eval(model, test, **kw):
+    return H.quiet(evaluate, model, test, **kw)
+
+
+@pytest.fixture(scope="module")
+def test_df():
+    return H.yoochoose()[1]
+
+
+@pytest.fixture(scope="module")
+def brute(test_df):
+    """Brute-force ranks per model kind and tie mode."""
+    return {kind: H.brute_force_ranks(H.small_model(kind), test_df, ["standard", "conservative", "median"])
+            for kind in H.KINDS}
+
+
+def assert_same(res, ranks, cuts=CUTS):
+    recall, mrr = H.metrics(ranks, cuts)
+    assert res.n == len(ranks)
+    for c in cuts:
+        assert res.recall[c] == pytest.approx(recall[c], abs=1e-6), c
+        assert res.mrr[c] == pytest.approx(mrr[c], abs=1e-6), c
+
+
+def test_spec21_tie_example():
+    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.5])
+    t = scores[0]
+    gt, eq = (scores > t).sum(), (scores == t).sum()
+    assert ranks_from_counts([gt], [eq], "standard")[0] == 2
+    assert ranks_from_counts([gt], [eq], "conservative")[0] == 4
+    assert ranks_from_counts([gt], [eq], "median")[0] == 3.0
+    for mode, want in (("standard", 2), ("conservative", 4), ("median", 3.0)):  # the brute force agrees
+        assert H.rank(scores, 0, mode) == want
+    m = metrics_from_ranks(np.array([2.0, 4.0, 3.0]), [1, 3])
+    assert m.recall == {1: 0.0, 3: pytest.approx(2 / 3)}
+    assert m.mrr[3] == pytest.approx((1 / 2 + 1 / 3) / 3)
+
+
+@pytest.mark.parametrize("kind", sorted(H.KINDS))
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
+def test_matches_brute_force(kind, mode, test_df, brute):
+    res = run_eval(H.small_model(kind), test_df, cut_off=CUTS, batch_size=64, mode=mode, return_ranks=True)
+    np.testing.assert_array_equal(res.ranks, brute[kind][mode])
+    assert_same(res, brute[kind][mode])
+
+
+def test_ties_matter_for_relu(brute):
+    """The relu model scores many items exactly 0, so the modes must differ (or the test above
+    proves nothing about ties)."""
+    b = brute["relu"]
+    assert (b["conservative"] > b["standard"]).mean() > 0.1
+    assert np.all(b["standard"] <= b["median"]) and np.all(b["median"] <= b["conservative"])
+
+
+def test_tiebreaking_lies_between(test_df):
+    model = H.small_model("relu")
+    r = {m: run_eval(model, test_df, cut_off=[20], batch_size=64, mode=m)
+         for m in ("standard", "conservative", "tiebreaking")}
+    assert r["conservative"].recall[20] <= r["tiebreaking"].recall[20] <= r["standard"].recall[20]
+    assert r["conservative"].recall[20] < r["standard"].recall[20]
+
+
+def test_unknown_item_in_the_middle_is_removed():
+    model = H.small_model("softmax")
+    ids = list(model.itemidmap.index[:4])
+    a, b, c, d = ids
+    with_unknown = pd.DataFrame({"SessionId": [1, 1, 1, 1, 1, 2, 2],
+                                 "ItemId": [a, b, "no-such-item", c, d, a, "no-such-item"],
+                                 "Time": [1, 2, 3, 4, 5, 1, 2]})
+    clean = pd.DataFrame({"SessionId": [1, 1, 1, 1], "ItemId": [a, b, c, d], "Time": [1, 2, 4, 5]})
+    r1 = run_eval(model, with_unknown, cut_off=CUTS, batch_size=4, return_ranks=True)
+    r2 = run_eval(model, clean, cut_off=CUTS, batch_size=4, return_ranks=True)
+    assert r1.n == r2.n == 3  # a->b, b->c (c predicted from b), c->d; session 2 has one known event
+    np.testing.assert_array_equal(r1.ranks, r2.ranks)
+    seq = [model.itemidmap[i] for i in (a, b, c, d)]
+    want = [H.rank(s, seq[t + 1], "standard") for t, s in enumerate(H.session_scores(model, seq[:-1]))]
+    np.testing.assert_array_equal(r1.ranks, want)
+
+
+def test_cutoffs_from_one_pass_and_multiple_test_files(test_df, brute):
+    model = H.small_model("softmax")
+    sessions = test_df.SessionId.unique()
+    part1 = test_df[test_df.SessionId.isin(sessions[: len(sessions) // 2])]
+    part2 = test_df[test_df.SessionId.isin(sessions[len(sessions) // 2:])]
+    all_cuts = run_eval(model, test_df, cut_off=CUTS, batch_size=64)
+    for c in CUTS:
+        one = run_eval(model, test_df, cut_off=c, batch_size=64)
+        assert one.recall == {c: all_cuts.recall[c]} and one.mrr == {c: all_cuts.mrr[c]}
+    r1 = run_eval(model, part1, cut_off=CUTS, batch_size=64)
+    r2 = run_eval(model, part2, cut_off=CUTS, batch_size=64)
+    assert r1.n + r2.n == all_cuts.n
+    for c in CUTS:  # the two halves are evaluated independently and add up to the whole
+        assert (r1.recall[c] * r1.n + r2.recall[c] * r2.n) / all_cuts.n == pytest.approx(all_cuts.recall[c], abs=1e-9)
+        assert (r1.mrr[c] * r1.n + r2.mrr[c] * r2.n) / all_cuts.n == pytest.approx(all_cuts.mrr[c], abs=1e-9)
+
+
+@pytest.mark.parametrize("batch_size, steps", [(512, 1), (512, 3), (7, 1), (7, 8)])
+def test_batch_larger_than_sessions_and_batch_independence(batch_size, steps, test_df):
+    model = H.small_model("softmax")
+    few = test_df[test_df.SessionId.isin(test_df.SessionId.unique()[:25])]
+    want = H.brute_force_ranks(model, few, ["conservative"])["conservative"]
+    res = run_eval(model, few, cut_off=CUTS, batch_size=batch_size, mode="conservative", steps=steps,
+                   return_ranks=True)
+    np.testing.assert_array_equal(res.ranks, want)
+    assert_same(res, want)
+
+
+def test_save_load_evaluate_identical(tmp_path, test_df):
+    model = H.small_model("relu")
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = GRU4Rec.load(path)
+    for mode in ("standard", "conservative"):
+        a = run_eval(model, test_df, cut_off=CUTS, batch_size=64, mode=mode)
+        b = run_eval(loaded, test_df, cut_off=CUTS, batch_size=64, mode=mode)
+        assert a == b
+
+
+def test_against_item_subset(test_df):
+    model = H.small_model("softmax")
+    items = list(model.itemidmap.index[::3])
+    cand = model.itemidmap[items].to_numpy()
+    want = H.brute_force_ranks(model, test_df, ["standard", "conservative"], candidates=cand)
+    for mode in ("standard", "conservative"):
+        res = run_eval(model, test_df, items=items, cut_off=CUTS, batch_size=64, mode=mode)
+        assert_same(res, want[mode])
+    full = run_eval(model, test_df, cut_off=[20], batch_size=64)
+    assert res.recall[20] > full.recall[20]  # fewer competitors, better ranks
+
+
+def test_prints_measuring_line(capsys, test_df):
+    evaluate(H.small_model("softmax"), test_df.head(50), cut_off=[5, 20], batch_size=8, progress=False)
+    assert capsys.readouterr().out.splitlines()[0] == "Measuring Recall@5,20 and MRR@5,20"
+
+
+def test_errors(test_df):
+    model = H.small_model("softmax")
+    unknown = pd.DataFrame({"SessionId": [1, 1], "ItemId": ["x", "y"], "Time": [1, 2]})
+    with pytest.raises(DataError, match="none of the test items"):
+        run_eval(model, unknown)
+    single = pd.DataFrame({"SessionId": [1, 2], "ItemId": list(model.itemidmap.index[:2]), "Time": [1, 2]})
+    with pytest.raises(DataError, match="two or more events"):
+        run_eval(model, single)
+    with pytest.raises(ValueError, match="mode"):
+        run_eval(model, test_df, mode="optimistic")
+    with pytest.raises(DataError, match="Foo"):
+        run_eval(model, test_df, item_key="Foo")
+    with pytest.raises(ValueError, match="not trained"):
+        run_eval(GRU4Rec(), test_df)
