@@ -152,6 +152,9 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         return fail(msg if msg.startswith("ERROR.") else f"ERROR. {msg}")
+    except KeyboardInterrupt:  # model files are written atomically: nothing half-written remains
+        fail("Interrupted.")
+        return 130
 
 
 if __name__ == "__main__":
