@@ -15,6 +15,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from . import backend  # noqa: F401  (float32 and cache set-up before any graph is built)
+from . import ops
 from .losses import activation, loss_sum
 from .optimizers import Optimizer, clip_by_global_norm
 from .params import final_act_of
@@ -70,8 +71,11 @@ def sparse_names(p):
 class Network:
     """Shared variables of one model and the symbolic computations over them."""
 
-    def __init__(self, p, n_items, weights=None, pop=None):
+    def __init__(self, p, n_items, weights=None, pop=None, fused=True):
         self.p = dict(p)
+        # fused: the loss and the sparse Adagrad updates through gru4rec.ops where they cover them
+        self.fused_loss = bool(fused) and ops.loss_covered(p["loss"], final_act_of(p), p["smoothing"])
+        self.fused_update = bool(fused) and ops.update_covered(p["adapt"])
         self.n_items = n_items
         self.mode = embedding_mode(p)
         self.final_act = final_act_of(p)
@@ -167,14 +171,20 @@ class Network:
         idx["By"] = y_all
         rows["By"] = W["By"][y_all]
         out, new_H = self.forward(W, inp, H, emb_mask, hid_masks)
-        R = pt.dot(out, out_w.T) + rows["By"][None, :]
+        logq_cols = None
         if p["logq"]:
             logq_cols = logpop[y]
             if n_sample:
                 logq_cols = pt.concatenate([logq_cols, p["sample_alpha"] * logpop[samples]])
-            R = R - p["logq"] * logq_cols[None, :]
-        Y = activation(self.final_act)(R, colmask)
-        cost = loss_sum(p["loss"], Y, active, colmask, n_sample, p["bpreg"], p["smoothing"]) / B
+        if self.fused_loss:
+            cost = ops.score_loss(out, out_w, rows["By"], logq_cols, active, colmask, p["loss"],
+                                  self.final_act, p["bpreg"], p["logq"]) / B
+        else:
+            R = pt.dot(out, out_w.T) + rows["By"][None, :]
+            if p["logq"]:
+                R = R - p["logq"] * logq_cols[None, :]
+            Y = activation(self.final_act)(R, colmask)
+            cost = loss_sum(p["loss"], Y, active, colmask, n_sample, p["bpreg"], p["smoothing"]) / B
         dense = [n for n in W if n not in self.sparse]
         wrt = [rows[n] for n in self.sparse] + [W[n] for n in dense]
         grads = clip_by_global_norm(pytensor.grad(cost, wrt), p["grad_cap"])
@@ -183,7 +193,10 @@ class Network:
         keep = (1 - reset) * active
         for name in W:
             st = {k: S[(name, k)] for k in self.opt.state_names()}
-            if name in self.sparse:
+            if name in self.sparse and self.fused_update:
+                new_W[name], ns = ops.sparse_adagrad(W[name], idx[name], g[name], st, self.opt.lr,
+                                                     self.opt.momentum, self.opt.lmbd)
+            elif name in self.sparse:
                 new_W[name], ns = self.opt.sparse(W[name], idx[name], g[name], st)
             else:
                 new_W[name], ns = self.opt.dense(W[name], g[name], st)

@@ -20,12 +20,14 @@ class GRU4Rec:
     GRU4Rec(loss='cross-entropy', final_act='softmax', layers=[100], ...) takes every
     hyperparameter of the original (see `gru4rec.params.DEFAULTS`); `device` ('cpu', 'gpu',
     'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
-    `steps_per_call` how many minibatches one compiled call trains.
+    `steps_per_call` how many minibatches one compiled call trains; `fused_ops` (default on)
+    trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer.
     """
 
-    def __init__(self, device="cpu", backend="jax", steps_per_call=32, **params):
+    def __init__(self, device="cpu", backend="jax", steps_per_call=32, fused_ops=True, **params):
         self.device = device
         self.backend = backend
+        self.fused_ops = bool(fused_ops)
         self.steps_per_call = int(steps_per_call)
         if self.steps_per_call < 1:
             raise ValueError("steps_per_call must be >= 1")
@@ -97,7 +99,7 @@ class GRU4Rec:
                             "lower batch_size or add data")
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
         mode = mode_for(self.backend, self.device)
-        self.net = Network(p, n_items, pop=td.pop)
+        self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
         order_rng = np.random.RandomState(p["seed"])
         store = None
         if S:
@@ -111,7 +113,7 @@ class GRU4Rec:
         pad = self.net.pad
         t0 = time.time()
         idle = np.full((K, B), pad, np.int32), np.zeros((K, B), np.float32)
-        np.asarray(train(idle[0], idle[0], idle[1], idle[1], np.int32(0)))  # compiles; changes nothing
+        np.asarray(train(idle[0], idle[0], idle[1], idle[1], np.asarray(0, np.int32)))  # compiles; changes nothing
         self.compile_seconds = time.time() - t0
         if progress is None:
             progress = sys.stdout.isatty()
@@ -160,7 +162,7 @@ class GRU4Rec:
                     off, block = store.take()
                     if block is not None:
                         self.net.store.set_value(block)
-                launched = train(*(a[c] for a in chunks), np.int32(off))
+                launched = train(*(a[c] for a in chunks), np.asarray(off, np.int32))
             if pending is not None:
                 costs.append(np.asarray(pending))
                 if np.isnan(costs[-1]).any():

@@ -157,3 +157,13 @@ def test_nan_stops_training_and_flags_model(train_full, capsys):
     out = capsys.readouterr().out
     assert "Epoch1: NaN error!" in out and "Epoch2" not in out
     assert model.error_during_train
+
+
+@pytest.mark.parametrize("backend", ["numba", "c"])
+def test_backends_agree_with_jax(train_full, backend, capsys):
+    """Without dropout the runs differ only in float rounding: the same epoch losses."""
+    def losses(b):
+        GRU4Rec(layers=[8], n_epochs=2, batch_size=8, n_sample=16, momentum=0.3, backend=b,
+                steps_per_call=4).fit(small(train_full, 1500))
+        return [float(EPOCH.match(l).group(2)) for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+    np.testing.assert_allclose(losses(backend), losses("jax"), rtol=1e-4)

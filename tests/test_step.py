@@ -11,6 +11,7 @@ import pytensor.tensor as pt
 import pytest
 
 import reference as ref
+from gru4rec import ops
 from gru4rec import params as P
 from gru4rec.backend import mode_for
 from gru4rec.model import Network, init_weights, sparse_names
@@ -53,9 +54,9 @@ def random_weights(p, rng):
     return W
 
 
-def compiled_step(p, W, pop):
+def compiled_step(p, W, pop, fused=True):
     """Compiles Network.step for one step with explicit inputs; returns the net and function."""
-    net = Network(p, N, weights=W, pop=pop)
+    net = Network(p, N, weights=W, pop=pop, fused=fused)
     net.init_state()
     B = p["batch_size"]
     x = pt.tensor("x", dtype="int32", shape=(B,))
@@ -123,8 +124,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-def test_step_matches_reference(case):
+def _fused_covered(case):
+    p = make_params(**case)
+    return ops.loss_covered(p["loss"], P.final_act_of(p), p["smoothing"]) or ops.update_covered(p["adapt"])
+
+
+# every case unfused, and again with the fused Ops where they cover the loss or the update
+STEP_CASES = [(c, False) for c in CASES] + [(c, True) for c in CASES if _fused_covered(c)]
+
+
+@pytest.mark.parametrize("case, fused", STEP_CASES,
+                         ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}")
+def test_step_matches_reference(case, fused):
     rng = np.random.default_rng(7)
     p = make_params(**case)
     B, S, layers = p["batch_size"], p["n_sample"], p["layers"]
@@ -143,7 +154,7 @@ def test_step_matches_reference(case):
     emb = (rng.random((B, d_in)) < 0.7).astype(np.float32) / 0.7
     hid = [(rng.random((B, L)) < 0.8).astype(np.float32) / 0.8 for L in layers]
 
-    net, f, gnames, wnames, snames = compiled_step(p, W, pop)
+    net, f, gnames, wnames, snames = compiled_step(p, W, pop, fused)
     outs = f(x, y, samples, *H, emb, *hid)
     cost, rest = outs[0], outs[1:]
     grads = dict(zip(gnames, rest[:len(gnames)]))
@@ -200,7 +211,8 @@ def test_step_matches_reference(case):
         np.testing.assert_allclose(got, P_, rtol=2e-3, atol=2e-5, err_msg=name)
 
 
-def test_duplicate_rows_adagrad_momentum():
+@pytest.mark.parametrize("fused", [True, False])
+def test_duplicate_rows_adagrad_momentum(fused):
     """Duplicates in x, y and the samples: the parameter gets the sum of per-occurrence steps,
     each scaled by its own accumulator value; the stored accumulator and velocity rows are one
     of the per-occurrence writes (spec 7.4)."""
@@ -213,7 +225,7 @@ def test_duplicate_rows_adagrad_momentum():
     y = np.array([2, 5, 5], np.int32)
     samples = np.array([5, 1, 7, 7], np.int32)
     H = [rng.normal(0, 0.5, (B, 4)).astype(np.float32)]
-    net, f, gnames, wnames, snames = compiled_step(p, W, pop)
+    net, f, gnames, wnames, snames = compiled_step(p, W, pop, fused)
     ones = [np.ones((B, 4), np.float32)]
     outs = f(x, y, samples, *H, np.ones((B, 4), np.float32), *ones)
     grads = dict(zip(gnames, outs[1:1 + len(gnames)]))
@@ -238,7 +250,8 @@ def test_duplicate_rows_adagrad_momentum():
         assert any(np.allclose(newS[("Wy", "vel")][row], c, rtol=1e-4, atol=1e-7) for c in vcands)
 
 
-def test_scan_matches_reference_on_worked_example():
+@pytest.mark.parametrize("fused", [True, False])
+def test_scan_matches_reference_on_worked_example(fused):
     """compile_train over spec 3.1a (B=2, 4 steps, the last with one slot): final weights equal
     four reference steps on the active slots only, with resets after session ends."""
     from gru4rec.data import session_parallel_schedule
@@ -253,7 +266,7 @@ def test_scan_matches_reference_on_worked_example():
     sched = session_parallel_schedule(items, offsets, np.arange(4), 2, pad=N)
     assert sched.n_steps == 4 and sched.active.sum() == 7
     K = 4
-    net = Network(p, N, weights=W, pop=pop)
+    net = Network(p, N, weights=W, pop=pop, fused=fused)
     train = net.compile_train(K, store_rows=K, mode=mode_for("jax"), seed=0)
     store = rng.integers(0, N, (K, 3)).astype(np.int32)
     net.store.set_value(store)
