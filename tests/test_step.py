@@ -323,3 +323,21 @@ def test_idle_call_changes_nothing():
     assert np.all(np.asarray(costs) == 0)
     for k, v in list(net.W.items()) + list(net.S.items()):
         np.testing.assert_array_equal(v.get_value(), before[k], err_msg=str(k))
+
+
+def test_training_call_donates_the_item_matrices():
+    """The JAX call writes the new weights and optimizer state into the buffers of the old ones
+    (donation) instead of copying every item matrix: the old arrays are consumed."""
+    rng = np.random.default_rng(2)
+    p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4)
+    net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
+    train = net.compile_train(2, store_rows=2, mode=mode_for("jax"), seed=0)
+    net.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    x = rng.integers(0, N, (2, 3)).astype(np.int32)
+    ones = np.ones((2, 3), np.float32)
+    train(x, x, ones, 0 * ones, np.int32(0))  # the first call's inputs were host arrays
+    old = {k: v.get_value(borrow=True) for k, v in [("Wy", net.W["Wy"]), ("acc", net.S[("Wy", "acc")]),
+                                                      ("vel", net.S[("Wy", "vel")])]}
+    train(x, x, ones, 0 * ones, np.int32(0))
+    assert all(a.is_deleted() for a in old.values())
+    assert not net.W["Wy"].get_value(borrow=True).is_deleted()
