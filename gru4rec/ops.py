@@ -1,4 +1,4 @@
-"""Fused PyTensor Ops for the two hot spots of a training step (issue 3).
+"""Fused PyTensor Ops for the two hot spots of a training step.
 
 `ScoreLoss`: the sampled scores R = h O^T + b, the logQ correction, the final activation and
 the summed loss (spec 4.5-4.7, 6) in one Op that also returns the gradients w.r.t. h, O and b
