@@ -83,8 +83,9 @@ def floor(p, n_items):
 def run_config(name, overrides, td, args, peaks):
     from gru4rec import params as P
     from gru4rec.backend import mode_for
-    from gru4rec.data import session_parallel_schedule
+    from gru4rec.data import Schedule, session_parallel_schedule
     from gru4rec.model import Network
+    from gru4rec.recommender import run_schedule
     from gru4rec.sampling import SampleStore
     p = dict(P.DEFAULTS, constrained_embedding=True, n_sample=2048, **overrides)
     P.validate(p)
@@ -94,25 +95,18 @@ def run_config(name, overrides, td, args, peaks):
     store = SampleStore(td.pop, p["n_sample"], p["sample_alpha"], 10_000_000, K, np.random.default_rng(0))
     t0 = time.time()
     f = net.compile_train(K, store.n_rows, mode_for(args.backend, args.device), seed=0)
-    net.store.set_value(store.block)
-    sched = session_parallel_schedule(td.items, td.offsets, td.base_order, p["batch_size"], net.pad)
-    calls = max(2, args.steps // K)
-    sl = lambda c: slice(c * K, (c + 1) * K)  # noqa: E731
-    np.asarray(f(sched.x[sl(0)], sched.y[sl(0)], sched.active[sl(0)], sched.reset[sl(0)], np.int32(0)))
     compile_s = time.time() - t0
+    net.store.set_value(store.block)
+    full = session_parallel_schedule(td.items, td.offsets, td.base_order, p["batch_size"], net.pad)
+    steps = max(2, args.steps // K) * K
+    sched = Schedule(full.x[:steps], full.y[:steps], full.active[:steps], full.reset[:steps])
     t0 = time.time()
-    for c in range(1, calls + 1):
-        off, block = store.take()
-        if block is not None:
-            net.store.set_value(block)
-        out = f(sched.x[sl(c)], sched.y[sl(c)], sched.active[sl(c)], sched.reset[sl(c)], np.int32(off))
-    np.asarray(out)
+    run_schedule(f, net, sched, store, K, args.backend == "jax")  # the training loop of fit()
     dt = time.time() - t0
-    steps = calls * K
     gflop, mb = floor(p, n_items)
     floor_s = max(gflop / peaks[0], mb / 1e3 / peaks[1])
     return {"name": name, "params": {k: p[k] for k in overrides}, "mb_per_s": steps / dt,
-            "events_per_s": float(sched.active[sl(1).start:sl(calls).stop].sum() / dt),
+            "events_per_s": float(sched.active.sum() / dt),
             "compile_seconds": compile_s, "gflop_per_mb": gflop, "mbytes_per_mb": mb,
             "floor_mb_per_s": 1 / floor_s, "steps": steps}
 

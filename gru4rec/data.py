@@ -142,6 +142,13 @@ class Schedule:
                         np.vstack([self.reset, np.zeros((extra, b), np.float32)]))
 
 
+def check_batch_size(n_sessions, batch_size):
+    """Session-parallel training needs a session for every slot at the start (spec 3.1)."""
+    if n_sessions < batch_size:
+        raise DataError(f"the data has {n_sessions} sessions, fewer than batch_size={batch_size}; "
+                        "lower batch_size or add data")
+
+
 def session_parallel_schedule(items, offsets, order, batch_size, pad, stop_below_two=False):
     """Replays the minibatch loop of spec 3.1 and records every step.
 
@@ -152,9 +159,7 @@ def session_parallel_schedule(items, offsets, order, batch_size, pad, stop_below
     Raises DataError if there are fewer sessions than slots.
     """
     n_sessions = len(order)
-    if n_sessions < batch_size:
-        raise DataError(f"the data has {n_sessions} sessions, fewer than batch_size={batch_size}; "
-                        "lower batch_size or add data")
+    check_batch_size(n_sessions, batch_size)
     lengths = (offsets[order + 1] - offsets[order]).astype(np.int64)
     pairs = lengths - 1
     # Heap of (free step, wave, slot): `wave` orders repeated hand-outs at one step after

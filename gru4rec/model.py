@@ -219,7 +219,8 @@ class Network:
                   for i, L in enumerate(self.p["layers"])]
 
     def compile_train(self, K, store_rows, mode, seed):
-        """f(x, y, active, reset, offset) -> per-step costs (K,), running K minibatches.
+        """f(x, y, active, reset, offset) -> per-step costs (K,), running K minibatches;
+        compiled and already run once.
 
         x, y, active, reset are (K, B) slices of the epoch schedule; offset is the first row
         of the sample store to use. Dropout masks are drawn on the device."""
@@ -273,4 +274,11 @@ class Network:
         updates = [(var, o[-1]) for var, o in zip(carries, outs[:-1])]
         if rng_state[0] is not rng:
             updates.append((rng, rng_state[0]))
-        return pytensor.function([X, Y, A, R, off], outs[-1], updates=updates, mode=mode)
+        f = pytensor.function([X, Y, A, R, off], outs[-1], updates=updates, mode=mode)
+        f.trust_input = True  # callers hand over arrays of the right types, possibly device arrays
+        # One all-padding call compiles the JIT backends now, not in the first epoch; it changes
+        # no weight, state or hidden state.
+        idle = np.full((K, B), self.pad, np.int32)
+        np.asarray(f(idle, idle, np.zeros((K, B), np.float32), np.zeros((K, B), np.float32),
+                     np.asarray(0, np.int32)))
+        return f

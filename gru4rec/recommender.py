@@ -9,7 +9,7 @@ import pandas as pd
 from . import params as P
 from . import serialization
 from .backend import mode_for
-from .data import DataError, prepare, session_parallel_schedule
+from .data import check_batch_size, prepare, session_parallel_schedule
 from .model import Network
 from .sampling import SampleStore
 
@@ -94,9 +94,7 @@ class GRU4Rec:
         n_items = len(td.itemids)
         B, K, S = p["batch_size"], self.steps_per_call, p["n_sample"]
         n_sessions = len(td.base_order)
-        if n_sessions < B:
-            raise DataError(f"the data has {n_sessions} sessions, fewer than batch_size={B}; "
-                            "lower batch_size or add data")
+        check_batch_size(n_sessions, B)  # before anything is compiled
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
         mode = mode_for(self.backend, self.device)
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
@@ -104,17 +102,14 @@ class GRU4Rec:
         store = None
         if S:
             store = SampleStore(td.pop, S, p["sample_alpha"], sample_store, K, np.random.default_rng(p["seed"]))
+        t0 = time.time()
         train = self.net.compile_train(K, store.n_rows if store else 0, mode, seed=p["seed"])
-        train.trust_input = True  # inputs are built here with the right types (and may be device arrays)
+        self.compile_seconds = time.time() - t0
         if store:
             self.net.store.set_value(store.block)
             kind = "CPU" if store_type == "cpu" else "GPU"
             print(f"Created sample store with {store.n_rows} batches of samples (type={kind})")
         pad = self.net.pad
-        t0 = time.time()
-        idle = np.full((K, B), pad, np.int32), np.zeros((K, B), np.float32)
-        np.asarray(train(idle[0], idle[0], idle[1], idle[1], np.asarray(0, np.int32)))  # compiles; changes nothing
-        self.compile_seconds = time.time() - t0
         if progress is None:
             progress = sys.stdout.isatty()
         for epoch in range(p["n_epochs"]):
@@ -126,7 +121,7 @@ class GRU4Rec:
             n_steps = sched.n_steps
             sched = sched.padded(K, pad)
             bar = _bar(n_steps, f"Epoch{epoch + 1}") if progress else None
-            costs = self._run_epoch(train, sched, store, bar)
+            costs = run_schedule(train, self.net, sched, store, K, self.backend == "jax", bar)
             if bar is not None:
                 bar.close()
             if costs is None:
@@ -140,37 +135,6 @@ class GRU4Rec:
             print(f"Epoch{epoch + 1} --> loss: {avg:.6f} \t({dt:.2f}s) \t"
                   f"[{n_steps / dt:.2f} mb/s | {M.sum() / dt:.0f} e/s]")
         return self
-
-    def _run_epoch(self, train, sched, store, bar):
-        """Runs the padded schedule K steps per call; the per-step costs, or None on a NaN.
-
-        One call stays in flight while the previous one's costs are read: the device never
-        idles, and the progress bar and the NaN check follow the real work."""
-        K = self.steps_per_call
-        n_calls = len(sched.x) // K
-        chunks = [a.reshape(n_calls, K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
-        if self.backend == "jax":
-            # The epoch's schedule goes to the device once; each call gets views of it.
-            import jax
-            chunks = [jax.device_put(a) for a in chunks]
-        costs, pending = [], None
-        for c in range(n_calls + 1):
-            launched = None
-            if c < n_calls:
-                off = 0
-                if store:
-                    off, block = store.take()
-                    if block is not None:
-                        self.net.store.set_value(block)
-                launched = train(*(a[c] for a in chunks), np.asarray(off, np.int32))
-            if pending is not None:
-                costs.append(np.asarray(pending))
-                if np.isnan(costs[-1]).any():
-                    return None
-                if bar is not None:
-                    bar.update(min(K, bar.total - bar.n))
-            pending = launched
-        return np.concatenate(costs)
 
     # save / load -----------------------------------------------------------------------------
     def save(self, path):
@@ -214,6 +178,39 @@ class GRU4Rec:
         """Forgets the state of the given live sessions (all when None)."""
         from .predict import live
         return live(self).drop(session_ids)
+
+
+def run_schedule(train, net, sched, store, steps_per_call, on_jax, bar=None):
+    """Runs a padded schedule through the compiled step, K steps per call; returns the
+    per-step costs, or None on a NaN.
+
+    One call stays in flight while the previous one's costs are read: the device never
+    idles, and the progress bar and the NaN check follow the real work. With JAX the
+    schedule goes to the device once and each call gets views of it."""
+    K = steps_per_call
+    n_calls = len(sched.x) // K
+    chunks = [a.reshape(n_calls, K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
+    if on_jax:
+        import jax
+        chunks = [jax.device_put(a) for a in chunks]
+    costs, pending = [], None
+    for c in range(n_calls + 1):
+        launched = None
+        if c < n_calls:
+            off = 0
+            if store:
+                off, block = store.take()
+                if block is not None:
+                    net.store.set_value(block)
+            launched = train(*(a[c] for a in chunks), np.asarray(off, np.int32))
+        if pending is not None:
+            costs.append(np.asarray(pending))
+            if np.isnan(costs[-1]).any():
+                return None
+            if bar is not None:
+                bar.update(min(K, bar.total - bar.n))
+        pending = launched
+    return np.concatenate(costs)
 
 
 def _bar(total, desc):

@@ -36,9 +36,9 @@ class SampleStore:
     def take(self):
         """Row offset for the next call, and a new block when the current one is used up.
 
-        Returns (offset, new block or None); the first block is `self.block`. Rows persist across epochs (spec 5.2); the
-        remainder of a block shorter than one call is skipped, which does not change the
-        distribution of the samples."""
+        Returns (offset, new block or None); the first block is `self.block`. Rows persist
+        across epochs (spec 5.2); the remainder of a block shorter than one call is skipped,
+        which does not change the distribution of the samples."""
         block = None
         if self.ptr + self.steps_per_call > self.n_rows:
             block, self.ptr = self.generate(), 0
