@@ -1,5 +1,8 @@
 """Small trained models and a brute-force NumPy evaluator shared by the evaluation tests.
 
+The models train on a small synthetic data set (gru4rec.synthetic), so these tests run in any
+clone, with or without ../shared/data.
+
 The brute force walks every test session on its own from a zero state, computes the GRU
 equations (spec 4.3) and the scores of all items in float64 from the model's weights, and
 counts ranks with the formulas of spec 10.1. It shares no code with gru4rec.evaluation.
@@ -7,13 +10,11 @@ counts ranks with the formulas of spec 10.1. It shares no code with gru4rec.eval
 import functools
 import io
 import contextlib
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-YC = DATA / "yoochoose-100k"
+from gru4rec.synthetic import generate
+
 SMALL = dict(layers=[24], batch_size=16, n_epochs=1, n_sample=64, learning_rate=0.1, momentum=0.1,
              constrained_embedding=True)
 KINDS = {
@@ -24,18 +25,16 @@ KINDS = {
 
 
 @functools.lru_cache(maxsize=None)
-def yoochoose(n_sessions=1500):
-    """The first n_sessions training sessions (a few thousand events) and the test set."""
-    train = pd.read_csv(YC / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str})
-    test = pd.read_csv(YC / "test.tsv.gz", sep="\t", dtype={"ItemId": str})
-    train = train[train.SessionId.isin(train.SessionId.unique()[:n_sessions])].reset_index(drop=True)
-    return train, test
+def events():
+    """A small synthetic (train, test) pair: about 7K training events in 1.8K sessions over
+    400 items, and a last-day test set of about 200 sessions. Do not change the frames."""
+    return generate(n_sessions=2000, n_items=400, n_days=10, seed=7)
 
 
 @functools.lru_cache(maxsize=None)
 def small_model(kind="softmax"):
     from gru4rec import GRU4Rec
-    train, _ = yoochoose()
+    train, _ = events()
     model = GRU4Rec(**SMALL, **KINDS[kind])
     with contextlib.redirect_stdout(io.StringIO()):
         model.fit(train.copy(), progress=False)

@@ -1,17 +1,13 @@
 """gru4rec.evaluation against a brute-force NumPy evaluator (tests/evalhelpers.py) and the
 rules of spec 10.1: tie modes, unknown items, cut-offs, batch masking, save/load."""
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import evalhelpers as H  # noqa: E402
+from gru4rec import DataError, GRU4Rec
+from gru4rec.evaluation import evaluate, metrics_from_ranks, ranks_from_counts
 
-from gru4rec import DataError, GRU4Rec  # noqa: E402
-from gru4rec.evaluation import evaluate, metrics_from_ranks, ranks_from_counts  # noqa: E402
+from . import evalhelpers as H
 
 CUTS = [1, 5, 10, 20]
 
@@ -22,7 +18,7 @@ def run_eval(model, test, **kw):
 
 @pytest.fixture(scope="module")
 def test_df():
-    return H.yoochoose()[1]
+    return H.events()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import reference as ref
+from . import reference as ref
 from gru4rec import GRU4Rec
 from gru4rec import params as P
 from gru4rec.data import DataError

@@ -1,16 +1,12 @@
 """The prediction API: recommend (one session) and recommend_next / drop_sessions (live
 sessions with kept state), consistent with evaluation and the brute-force scores."""
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import evalhelpers as H  # noqa: E402
+from gru4rec.evaluation import evaluate
 
-from gru4rec.evaluation import evaluate  # noqa: E402
+from . import evalhelpers as H
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +17,7 @@ def model():
 @pytest.fixture(scope="module")
 def session(model):
     """A real test session of known items, as original item ids."""
-    test = H.yoochoose()[1]
+    test = H.events()[1]
     seqs = H.brute_sessions(model, test)
     seq = next(s for s in seqs if len(s) >= 5)[:5]
     return [model.itemidmap.index[i] for i in seq]

@@ -4,14 +4,11 @@ Every expected value below is either a number of spec section 21 or worked out b
 hand in the comments, so each test fails if the corresponding formula is wrong.
 """
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
+from . import reference as ref
 
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25, sigmoid(0) = 0.5
 TOL = 1e-12

@@ -10,7 +10,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-import reference as ref
+from . import reference as ref
 from gru4rec import ops
 from gru4rec import params as P
 from gru4rec.backend import mode_for
