@@ -1,23 +1,37 @@
 """run.py: the original's printed lines (spec 13.2), train -> save -> load -> evaluate, and
 every input error ending in one line on stderr with exit status 1."""
+import importlib.util
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import evalhelpers as H  # noqa: E402
+from gru4rec.synthetic import generate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import run  # noqa: E402
+from . import evalhelpers as H
+from .conftest import ROOT
 
-TRAIN, TEST = H.YC / "train_full.tsv.gz", H.YC / "test.tsv.gz"
+_spec = importlib.util.spec_from_file_location("run", ROOT / "run.py")
+run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run)
+
+TRAIN = TEST = None  # synthetic train.tsv.gz and test.tsv.gz, written by the data_files fixture
+
+
+@pytest.fixture(scope="module", autouse=True)
+def data_files(tmp_path_factory):
+    """A synthetic data set (18K training events, 900 items) as the files run.py reads."""
+    global TRAIN, TEST
+    d = tmp_path_factory.mktemp("synthetic")
+    TRAIN, TEST = d / "train.tsv.gz", d / "test.tsv.gz"
+    for df, path in zip(generate(n_sessions=5000, n_items=1000, seed=3), (TRAIN, TEST)):
+        df.to_csv(path, sep="\t", index=False)
+
+
 PARAMS = ("loss=cross-entropy,constrained_embedding=True,embedding=0,final_act=softmax,layers=100,"
           "batch_size=32,dropout_p_embed=0.0,dropout_p_hidden=0.4,learning_rate=0.2,momentum=0.2,"
           "n_sample=2048,sample_alpha=0.5,bpreg=0.0,logq=1.0,n_epochs=3")
@@ -158,7 +172,7 @@ def test_error_in_a_real_process_has_no_traceback(files):
 
 
 def test_against_most_popular_items(tmp_path, capsys):
-    train, test = H.yoochoose()
+    train, test = H.events()
     train.to_csv(tmp_path / "train.tsv", sep="\t", index=False)
     test.head(2000).to_csv(tmp_path / "test.tsv", sep="\t", index=False)
     code = run.main([str(tmp_path / "train.tsv"), "-ps", "layers=8,n_epochs=1,n_sample=16,batch_size=16",
