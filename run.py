@@ -95,6 +95,13 @@ def run(args):
     from gru4rec.backend import mode_for
     from gru4rec.evaluation import evaluate
     mode_for(args.backend, args.device)  # an unknown or missing device fails here, before any work
+    # Outputs and test files are checked before training, not found missing after it.
+    if args.save_model is not None and not args.load_model:
+        from gru4rec.serialization import check_save_path
+        check_save_path(args.save_model)
+    from gru4rec.data import check_file
+    for test_path in args.test or []:
+        check_file(test_path, args.session_key, args.item_key, args.time_key)
     keys = dict(session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
     dev = dict(device=args.device, backend=args.backend)
     items = None

@@ -1,7 +1,9 @@
 """Reading session data (spec 2), preparing it for training, and the session-parallel
 minibatch schedule (spec 3.1) as static-shape arrays for the compiled training step."""
+import datetime
 import heapq
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,6 @@ def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     if not path.is_file():
         raise DataError(f"File not found: {path}")
     keys = [session_key, item_key, time_key]
-    names = {session_key: "session IDs", item_key: "item IDs", time_key: "time"}
     suffixes = path.suffixes
     try:
         if suffixes[-1:] in ([".pickle"], [".pkl"]):
@@ -31,11 +32,7 @@ def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
         elif suffixes[-1:] == [".parquet"]:
             df = pd.read_parquet(path)
         else:
-            header = pd.read_csv(path, sep="\t", nrows=0).columns
-            for k in keys:
-                if k not in header:
-                    raise DataError(f'The column specified for {names[k]} "{k}" is not in the data file ({path}); '
-                                    f"columns found: {', '.join(map(str, header)) or 'none'}")
+            _check_columns(path, pd.read_csv(path, sep="\t", nrows=0).columns, keys)
             df = pd.read_csv(path, sep="\t", usecols=keys, dtype={item_key: str})
     except DataError:
         raise
@@ -43,17 +40,109 @@ def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
         raise DataError(f"{path} is empty") from None
     except Exception as e:  # corrupt archives, parse errors: one line for the user
         raise DataError(f"Cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    for k in keys:
-        if k not in df.columns:
-            raise DataError(f'The column specified for {names[k]} "{k}" is not in the data file ({path}); '
-                            f"columns found: {', '.join(map(str, df.columns))}")
+    _check_columns(path, df.columns, keys)
     if len(df) == 0:
         raise DataError(f"{path} has no events")
+    t = df[time_key]
+    if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_datetime64_any_dtype(t)) and not t.isna().any():
+        # date-time text becomes datetime64 here, so that every later sort is chronological
+        df = df.assign(**{time_key: time_values(t, time_key, where=f"{path}: ")})
     return df
 
 
+def _check_columns(path, columns, keys):
+    names = dict(zip(keys, ("session IDs", "item IDs", "time")))
+    for k in keys:
+        if k not in columns:
+            raise DataError(f'The column specified for {names[k]} "{k}" is not in the data file ({path}); '
+                            f"columns found: {', '.join(map(str, columns)) or 'none'}")
+
+
+def check_file(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
+    """What `load` can tell without reading the events: raises DataError if the file is
+    missing or, for TAB-separated and parquet files, its header lacks one of the columns.
+    run.py calls it for the test files before training."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"File not found: {path}")
+    suffixes = path.suffixes
+    if suffixes[-1:] in ([".pickle"], [".pkl"]):
+        return
+    try:
+        if suffixes[-1:] == [".parquet"]:
+            import pyarrow.parquet as pq
+            columns = pq.read_schema(path).names
+        else:
+            columns = pd.read_csv(path, sep="\t", nrows=0).columns
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty") from None
+    except Exception as e:
+        raise DataError(f"Cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    _check_columns(path, columns, [session_key, item_key, time_key])
+
+
+TIME_FORMATS = "numbers or ISO 8601 date-times (e.g. 1396864269.5 or 2014-04-07 10:51:09)"
+
+
+def time_values(col, time_key, where=""):
+    """The time column as numbers or datetime64: numeric text becomes numbers and ISO 8601 text
+    becomes datetime64, numbers and date-times are returned as they are. Raises DataError naming
+    the column and a bad value for anything else: other text (e.g. 01/02/2014, day or month
+    first?), booleans, infinities, date-times with and without, or with different, time zones."""
+    def bad(value, why=""):
+        value = value.item() if isinstance(value, np.generic) else value
+        raise DataError(f"{where}column {time_key!r} must hold {TIME_FORMATS}{why}; found {value!r}")
+    if pd.api.types.is_bool_dtype(col):
+        bad(col.iloc[0])
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col
+    if pd.api.types.is_numeric_dtype(col):
+        v = col.to_numpy()
+        if v.dtype.kind == "f" and np.isinf(v).any():
+            bad(v[np.isinf(v)][0])
+        return col
+    obj = col.astype(object)
+    if col.dtype == object:
+        flags = obj.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool)
+        if flags.any():
+            bad(obj[flags].iloc[0])
+    try:
+        return time_values(pd.to_numeric(obj), time_key, where)
+    except (ValueError, TypeError):
+        pass
+    text = obj.map(lambda v: v if isinstance(v, (str, datetime.date, np.datetime64)) else _NOT_TEXT)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pd.to_datetime(text, format="ISO8601")
+    except (ValueError, TypeError, OverflowError) as e:
+        if "timezone" in str(e).lower() or "tz" in str(e).lower():
+            zones = {}
+            for v in pd.unique(text):
+                try:
+                    zones.setdefault(pd.Timestamp(v).utcoffset(), v)
+                except (ValueError, TypeError):
+                    bad(v)
+                if len(zones) > 1:
+                    bad(v, " in one time zone")
+    num = pd.to_numeric(obj, errors="coerce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dt = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError, OverflowError):
+            dt = pd.Series(pd.NaT, index=obj.index)
+    failed = (num.isna() if num.notna().sum() > dt.notna().sum() else dt.isna()).to_numpy(bool)
+    bad(obj[failed].iloc[0] if failed.any() else obj.iloc[0])
+
+
+_NOT_TEXT = "(not text)"  # stands in for numbers in the ISO 8601 parse, which then refuses them
+
+
 def check_frame(df, session_key, item_key, time_key):
-    """Raises DataError naming the problem for frames `fit`/evaluation cannot use."""
+    """Raises DataError naming the problem for frames `fit`/evaluation cannot use: not a
+    DataFrame, a missing column, no rows, NaN values, or a time column that holds something
+    other than numbers or ISO 8601 date-times. Returns the time column as numbers/datetime64."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
     for k in (session_key, item_key, time_key):
@@ -65,6 +154,7 @@ def check_frame(df, session_key, item_key, time_key):
         n = int(df[k].isna().sum())
         if n:
             raise DataError(f"column {k!r} has {n} missing (NaN) value(s)")
+    return time_values(df[time_key], time_key)
 
 
 def sort_if_needed(df, keys):
@@ -99,9 +189,12 @@ class TrainingData:
 def prepare(df, session_key, item_key, time_key, time_sort=True):
     """Maps items to indices in order of first appearance (spec 2.3), sorts (2.4), builds
     session offsets (2.5), the base order (2.6) and support counts (2.7)."""
-    check_frame(df, session_key, item_key, time_key)
+    times = check_frame(df, session_key, item_key, time_key)
     itemids = pd.Index(pd.unique(df[item_key]))
-    df = sort_if_needed(df[[session_key, item_key, time_key]], [session_key, time_key])
+    df = df[[session_key, item_key, time_key]]
+    if times.dtype != df[time_key].dtype:  # numeric or date-time text: sort by the parsed times
+        df = df.assign(**{time_key: times})
+    df = sort_if_needed(df, [session_key, time_key])
     items = itemids.get_indexer(df[item_key]).astype(np.int32)
     sessions = df[session_key].to_numpy()
     starts = np.flatnonzero(np.r_[True, sessions[1:] != sessions[:-1]])

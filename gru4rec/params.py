@@ -201,11 +201,31 @@ def load_param_file(path):
                 if not call.args:
                     return OrderedDict()
                 try:
-                    return OrderedDict(ast.literal_eval(call.args[0]))
-                except ValueError:
+                    value = ast.literal_eval(call.args[0])
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                     break
+                return OrderedDict(_param_pairs(value, path))
     raise ValueError(f"Parameter file {path} must define gru4rec_params = OrderedDict([(name, value), ...]) "
                      "with literal values")
+
+
+def _param_pairs(value, path):
+    """The (name, value) pairs of a parameter file's OrderedDict(...) argument: a list or tuple
+    of 2-item pairs with string names, or a dict literal. ValueError naming the file otherwise."""
+    if isinstance(value, dict):
+        value = list(value.items())
+    expected = "gru4rec_params = OrderedDict([(name, value), ...])"
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"Parameter file {path}: gru4rec_params must be a list of (name, value) pairs, "
+                         f"got {type(value).__name__} {value!r:.60} (expected {expected})")
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError(f"Parameter file {path}: gru4rec_params must be a list of (name, value) pairs, "
+                             f"got the item {item!r:.60} (expected {expected})")
+        if not isinstance(item[0], str):
+            raise ValueError(f"Parameter file {path}: parameter names must be strings, got {item[0]!r:.60} "
+                             f"in {item!r:.60}")
+    return [tuple(item) for item in value]
 
 
 def format_set_lines(given, converted):

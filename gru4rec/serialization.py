@@ -1,11 +1,14 @@
 """Model files: a versioned .npz archive of plain arrays plus JSON metadata, no pickled code.
 
 The file is written to a temporary name beside the target and renamed over it, so an
-interrupted save never leaves a half-written model. Weights are stored without the device
-they were trained on, so a model trained on a GPU loads on a CPU and the other way round.
+interrupted save never leaves a half-written model; it gets the permissions a plain write
+would give (those of the file it replaces, or 0666 less the umask). Weights are stored
+without the device they were trained on, so a model trained on a GPU loads on a CPU and the
+other way round.
 """
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,6 +24,48 @@ class ModelFileError(ValueError):
     """A model file that cannot be read back."""
 
 
+class ModelSaveError(OSError, ValueError):
+    """A model that cannot be written where the user asked (an OSError, and a ValueError like
+    every other input problem); the message names the user's path, never the temporary file."""
+
+
+ZIP_MAGIC = b"PK\x03\x04"     # .npz archives (what save writes)
+NPY_MAGIC = b"\x93NUMPY"       # bare .npy arrays
+
+
+def _umask():
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _check_target(path):
+    """Raises ModelSaveError when `path` cannot be a model file: its directory is missing or not
+    a directory, or the path is a directory. Used by save and, before training, by run.py -s."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ModelSaveError(f"Cannot save the model to {path}: the directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ModelSaveError(f"Cannot save the model to {path}: {parent} is not a directory")
+    if path.is_dir():
+        raise ModelSaveError(f"Cannot save the model to {path}: it is a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ModelSaveError(f"Cannot save the model to {path}: the directory {parent} is not writable")
+
+
+def check_save_path(path):
+    """Raises ModelSaveError (one line naming `path`) if save(path, ...) cannot write there."""
+    _check_target(Path(path))
+
+
 def save(path, params, itemids, weights, error_during_train=False):
     """Writes params (JSON-able dict), item ids (pd.Index) and weights (name -> array) atomically."""
     path = Path(path)
@@ -31,16 +76,30 @@ def save(path, params, itemids, weights, error_during_train=False):
     arrays = {f"w_{k}": np.asarray(v) for k, v in weights.items()}
     arrays["itemids"] = ids
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    _check_target(path)
+    # The permissions a plain open(path, "w") would give: those of the file replaced, or
+    # 0666 less the umask (mkstemp makes the temporary file 0600).
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.",
+                                   suffix=".tmp")
+    except OSError as e:
+        raise ModelSaveError(f"Cannot save the model to {path}: {e.strerror or type(e).__name__}") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, ModelSaveError):
+            raise ModelSaveError(f"Cannot save the model to {path}: {e.strerror or type(e).__name__}") from None
         raise
 
 
@@ -50,6 +109,14 @@ def load(path):
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"Model file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise ModelFileError(f"Cannot read the model file {path}: {e.strerror}") from None
+    if not (head.startswith(ZIP_MAGIC) or head.startswith(NPY_MAGIC)):
+        raise ModelFileError(f"{path} is not a readable GRU4Rec model file (it is not an .npz archive, "
+                             "as GRU4Rec.save and run.py -s write them)")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
