@@ -6,10 +6,16 @@ seen are skipped, as evaluation drops them: the session's state is left as it wa
 recommendations come from the last known item. A session with no known item yet has no
 recommendations (an empty result), not a guess from the zero state.
 
+Empty results: `recommend` returns an empty frame (columns ItemId, Score) for an empty
+session, a session whose items are all unknown (with a UserWarning naming one of them), k=0,
+or when `candidates`/`exclude` leave no item; `recommend_next` returns no rows for sessions
+that have no known item yet.
+
 Two compiled functions serve every call: `advance` (one event per row -> new hidden
 states) and `score` (last layer state -> item scores). Row counts are padded to powers of
 two so that a handful of shapes is compiled, whatever the number of sessions per call.
 """
+import warnings
 import weakref
 
 import numpy as np
@@ -122,8 +128,15 @@ class LiveSessions:
 
     # public -------------------------------------------------------------------------------
     def recommend(self, session_items, k=20, exclude=None, candidates=None):
+        """Top-k (ItemId, Score) after the session's items, best first; unknown items are skipped.
+        The frame is empty for an empty session, for k=0, when `candidates`/`exclude` leave no
+        item, and when every item is unknown (then with a UserWarning)."""
+        session_items = list(session_items)
         idx = self._indices(session_items)
         idx = idx[idx >= 0]
+        if len(idx) == 0 and session_items:
+            warnings.warn(f"none of the {len(session_items)} session item(s) is known to the model "
+                          f"(e.g. {session_items[0]!r}); no recommendations", UserWarning, stacklevel=3)
         if len(idx) == 0:
             return pd.DataFrame({"ItemId": self.itemids[:0],
                                  "Score": np.zeros(0, np.float32)})

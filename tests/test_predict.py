@@ -68,7 +68,8 @@ def test_unknown_items_are_skipped(model, session):
     s = session[:3]
     pd.testing.assert_frame_equal(model.recommend([s[0], "unknown", s[1], s[2], "unknown"], k=8),
                                   model.recommend(s, k=8))
-    empty = model.recommend(["unknown"])
+    with pytest.warns(UserWarning, match="none of the 1 session item"):
+        empty = model.recommend(["unknown"])
     assert len(empty) == 0 and list(empty.columns) == ["ItemId", "Score"]
     model.drop_sessions()
     first = model.recommend_next(["x", "y"], [s[0], "unknown"], k=3)
