@@ -16,11 +16,19 @@ Additions to the original interface:
   --study-name NAME       the study the workers share; re-running resumes it
   --n-jobs N              trials run in parallel threads of this process (one run.py each)
   --seed S                seed of the TPE sampler
-  --plot DIR              optimisation-history and parameter-importance plots (HTML and PNG)
+  --plot DIR              optimisation-history and parameter-importance plots (PNG with
+                          matplotlib, which --plot needs, and HTML with plotly)
   --trial-timeout S       a trial running longer than S seconds is killed and recorded as failed
   --run-script, --python  the run.py and the interpreter the trials use
 -nt counts the trials this process adds (several workers add up); -fm with no values skips the
 final evaluation (e.g. on all but one worker).
+
+Input that would make every trial fail, or the end of the study, is refused before the first
+trial with one line on stderr and status 1: a parameter name GRU4Rec does not know, a range
+end or option outside a parameter's valid values (checked with the -fp parameters, as run.py
+checks them; skipped when -g or --run-script point elsewhere), an unsupported storage URL, a
+missing database driver, a sqlite/journal file in a missing directory, --plot without
+matplotlib.
 """
 import argparse
 import json
@@ -252,6 +260,104 @@ def param_string(fixed, params):
     return ",".join(s for s in (fixed.strip().strip(","), drawn) if s)
 
 
+def candidates(param):
+    """The extreme values a trial can draw for param, as run.py receives them (str of the drawn
+    value) with a label: the low and high end of a range (the highest step below high), or
+    every option of a categorical parameter."""
+    if param.dtype == "categorical":
+        return [(str(v), f"option {v!r}") for v in param.values]
+    lo, hi = param.values
+    if param.step is not None:  # the highest value on the grid, as Optuna adjusts it
+        from decimal import Decimal
+        d_lo, d_hi, d_step = (Decimal(str(v)) for v in (lo, hi, param.step))
+        hi = float(d_lo + (d_hi - d_lo) // d_step * d_step)
+    if param.dtype == "int":
+        return [(str(int(lo)), f"low end of [{lo}, {param.values[1]}]"),
+                (str(int(hi)), f"high end of [{lo}, {param.values[1]}]")]
+    return [(str(float(lo)), f"low end of [{lo}, {param.values[1]}]"),
+            (str(float(hi)), f"high end of [{lo}, {param.values[1]}]")]
+
+
+def check_space(space, fixed, path, max_combinations=4096):
+    """Refuses, before any trial, a parameter space or -fp that GRU4Rec would refuse in every
+    trial: an unknown parameter name, a value of the wrong type, a range or option outside a
+    parameter's valid values (gru4rec.params convert/validate, as run.py applies them). Each
+    end of a range and each option is checked with the fixed parameters and some draw of the
+    other parameters of the space; raises ValueError naming the parameter and the value."""
+    import itertools
+    import warnings
+    try:
+        from gru4rec import params as P
+    except ImportError as e:  # every trial's run.py would fail the same way
+        raise ValueError(f"Cannot import gru4rec to check the parameter space: {e}") from None
+    fixed_pairs = []
+    for k, v in P.parse_param_string(fixed):
+        try:
+            fixed_pairs.append((k, P.convert(k, v)))
+        except ValueError as e:
+            raise ValueError(f"-fp {k}={v}: {e}") from None
+    cands = []
+    for param in space:
+        if param.name not in P.DEFAULTS:
+            try:
+                P.convert(param.name, None)
+            except ValueError as e:  # the message run.py gives: unknown parameter, the known ones
+                raise ValueError(f"Parameter space {path}: {e}") from None
+        row = []
+        for value, label in candidates(param):
+            try:
+                row.append((param.name, P.convert(param.name, value), value, label))
+            except ValueError as e:
+                raise ValueError(f"Parameter space {path}: {param.name} ({label}): {e}") from None
+        cands.append(row)
+
+    def problem(combo):
+        """None if GRU4Rec accepts the fixed parameters with this draw, else its message."""
+        p = dict(P.DEFAULTS)
+        p.update(fixed_pairs)
+        p.update((name, conv) for name, conv, _, _ in combo)
+        if p["embedding"] == "layersize":
+            p["embedding"] = p["layers"][0]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                P.validate(p)
+        except ValueError as e:
+            return str(e)
+        return None
+
+    def first_problem(rows):
+        """None if some draw of rows passes, else the message of the first draw. Beyond
+        max_combinations draws nothing is refused."""
+        first = None
+        for combo in itertools.islice(itertools.product(*rows), max_combinations):
+            msg = problem(combo)
+            if msg is None:
+                return None
+            first = first or msg
+        return first if math.prod(len(r) for r in rows) <= max_combinations else None
+
+    for i, row in enumerate(cands):
+        for cand in row:
+            msg = first_problem(cands[:i] + [[cand]] + cands[i + 1:])
+            if msg is None:
+                continue
+            name, _, value, label = cand
+            if re.search(rf"\b{name}\b", msg):
+                raise ValueError(f"Parameter space {path}: {name}={value} ({label}) is not valid: {msg}")
+            raise ValueError(f"Every trial would fail with -fp {fixed!r}: {msg}")
+
+
+def checks_gru4rec_params(args):
+    """The space is checked against gru4rec's parameters when the trials run this directory's
+    run.py with the gru4rec package; another -g module or --run-script may take other ones."""
+    try:
+        same_script = Path(args.run_script).resolve() == (HERE / "run.py").resolve()
+    except OSError:
+        same_script = False
+    return args.gru4rec_model == "gru4rec" and same_script
+
+
 # ----------------------------------------------------------------------------------------------
 # Trials
 
@@ -390,17 +496,96 @@ def pick_postgres_driver(url):
     return ("postgresql+" + driver if driver else "postgresql") + "://" + url[m.end():]
 
 
+STORAGES = ("sqlite:///FILE, journal:///FILE, postgresql://USER:PASSWORD@HOST:PORT/DB "
+            "or mysql+pymysql://USER:PASSWORD@HOST:PORT/DB")
+# dialect[+driver] -> (modules of which one must be installed, how to install one)
+DRIVERS = {
+    "postgresql": (("psycopg", "psycopg2"), "for PostgreSQL: pip install psycopg2-binary"),
+    "postgresql+psycopg2": (("psycopg2",), "for PostgreSQL: pip install psycopg2-binary"),
+    "postgresql+psycopg": (("psycopg",), "for PostgreSQL: pip install 'psycopg[binary]'"),
+    "mysql": (("MySQLdb",), "for MySQL: pip install mysqlclient, or pip install PyMySQL and write mysql+pymysql://"),
+    "mysql+mysqldb": (("MySQLdb",), "for MySQL: pip install mysqlclient"),
+    "mysql+pymysql": (("pymysql",), "for MySQL: pip install PyMySQL"),
+}
+
+
+def _scheme(url):
+    scheme = url.split("://", 1)[0].lower() if "://" in url else url.split(":", 1)[0].lower()
+    return "postgresql" + scheme[len("postgres"):] if re.match(r"postgres(\+|$)", scheme) else scheme
+
+
+def driver_hint(url):
+    """How to install the database driver a storage URL needs."""
+    scheme = _scheme(url)
+    if scheme in DRIVERS:
+        return DRIVERS[scheme][1]
+    return {"postgresql": DRIVERS["postgresql"][1], "mysql": DRIVERS["mysql"][1]}.get(
+        scheme.split("+")[0], "install the database driver its URL names")
+
+
+def storage_file(url):
+    """The file of a sqlite:// or journal: storage (None for other storages and in-memory SQLite)."""
+    if url.startswith("journal:"):
+        return re.sub(r"^journal:(//)?", "", url) or None
+    if _scheme(url).split("+")[0] == "sqlite":
+        from sqlalchemy.engine import make_url
+        try:
+            db = make_url(url).database
+        except Exception:
+            return None
+        return None if not db or db == ":memory:" or db.startswith("file:") else db
+    return None
+
+
+def check_storage(url):
+    """Refuses, with one line, a storage URL paropt cannot use: an unsupported scheme, a missing
+    database driver, or a sqlite/journal file in a directory that does not exist (neither is
+    created: a typo must not start a new study in the wrong place)."""
+    import importlib.util
+    scheme = _scheme(url)
+    dialect = scheme.split("+")[0]
+    if dialect not in ("sqlite", "postgresql", "mysql", "journal") or (dialect == "journal" and "+" in scheme):
+        raise ValueError(f"Unsupported --storage URL {mask_url(url)}: use {STORAGES}")
+    if url.startswith("journal:") and storage_file(url) is None:
+        raise ValueError("journal storage needs a file: journal:///path/to/study.log")
+    path = storage_file(url)
+    if path is not None:
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise ValueError(f"Cannot open the storage {mask_url(url)}: the directory {parent} does not exist")
+        if Path(path).is_dir():
+            raise ValueError(f"Cannot open the storage {mask_url(url)}: {path} is a directory")
+    if scheme in DRIVERS:
+        modules, hint = DRIVERS[scheme]
+        if all(importlib.util.find_spec(m) is None for m in modules):
+            raise ValueError(f"Cannot open the storage {mask_url(url)}: the database driver is missing "
+                             f"({' or '.join(modules)}); {hint}")
+
+
+def check_plot_dir(path):
+    """--plot needs matplotlib (the PNG plots) and a directory it can create or write into."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                         "(or pip install -e \".[plot]\"), or leave out --plot") from None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--plot {path}: not a directory")
+
+
 def open_storage(url):
     """None (in memory), a journal file (journal:///path) or an RDB URL (sqlite, postgresql, mysql)."""
     import optuna
     if url is None:
         return None
     if url.startswith("journal:"):
-        path = re.sub(r"^journal:(//)?", "", url)
+        path = storage_file(url)
         if not path:
             raise ValueError("journal storage needs a file: journal:///path/to/study.log")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(path).parent.is_dir():  # as SQLite does: a missing directory is an error
+            raise ValueError(f"Cannot open the storage {url}: the directory {Path(path).parent} does not exist")
         return JournalStorage(JournalFileBackend(path))
     import warnings
     url = pick_postgres_driver(url)
@@ -560,6 +745,13 @@ def main(argv=None):
                             ("run script", args.run_script)):
             if not Path(path).exists():
                 raise ValueError(f"The {label} {path} does not exist")
+        # Whatever would fail every trial, or the study's end, is refused before the first trial.
+        if checks_gru4rec_params(args):
+            check_space(space, args.fixed_parameters, args.optuna_parameter_file)
+        if args.storage is not None:
+            check_storage(args.storage)
+        if args.plot is not None:
+            check_plot_dir(args.plot)
     except ValueError as e:
         print(e if str(e).startswith("ERROR.") else f"ERROR. {e}", file=sys.stderr)
         return 1
@@ -569,7 +761,7 @@ def main(argv=None):
         study = open_study(args, space)
     except ImportError as e:
         print(f"ERROR. Cannot open the storage {mask_url(args.storage)}: the database driver is missing "
-              f"({' '.join(str(e).split())}); for PostgreSQL: pip install psycopg2-binary", file=sys.stderr)
+              f"({' '.join(str(e).split())}); {driver_hint(args.storage)}", file=sys.stderr)
         return 1
     except Exception as e:
         msg = " ".join(str(e).split())

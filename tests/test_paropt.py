@@ -334,16 +334,19 @@ def test_sweep_reports_best_and_final_eval(data, tmp_path):
 
 
 def test_failing_run_py_trials_do_not_stop_the_study(data, tmp_path):
-    space = write_space(tmp_path / "bad.json", [{"name": "hidden_act", "dtype": "categorical", "values": ["bogus"]}])
+    # Valid parameters that fail only on this data (more slots than sessions): a space that
+    # GRU4Rec refuses outright is refused before the first trial (tests/test_bad_input.py).
+    space = write_space(tmp_path / "bad.json", [{"name": "batch_size", "dtype": "categorical", "values": [100000]}])
     args = sweep_args(data, "-nt", 2, "--plot", tmp_path / "plots", "--storage", f"journal:///{tmp_path}/j.log",
                       "--study-name", "bad")
     args[args.index("-opf") + 1] = space
+    args[args.index("-fp") + 1] = FIXED.replace(",batch_size=32", "")
     r = run_paropt(args, tmp_path)
     assert r.returncode == 1  # nothing completed, so there is no best to evaluate
     trials = trials_of(f"journal:///{tmp_path}/j.log", "bad")
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all(t.user_attrs["fail_reason"].startswith("run.py exited with status 1: ") for t in trials)
-    assert "bogus" in trials[0].user_attrs["fail_reason"]
+    assert "fewer than batch_size=100000" in trials[0].user_attrs["fail_reason"]
     assert "No trial completed" in r.stderr and "2 trials (2 fail)" in r.stdout
     assert "Skipped the optimization_history plot" in r.stdout
 
