@@ -1,4 +1,4 @@
-"""Next-item evaluation (spec 10.1): Recall@k and MRR@k for several cut-offs in one pass.
+"""Next-item evaluation (spec 10.1): Recall@k, MRR@k and NDCG@k for several cut-offs in one pass.
 
 Test sessions run session-parallel in `batch_size` slots with the hidden state reset at
 every session switch, like training. One compiled call advances all slots by `steps` events
@@ -29,12 +29,14 @@ _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator
 
 
 class Metrics(NamedTuple):
-    """recall and mrr map each cut-off to its value; n is the number of evaluated events;
-    ranks (with return_ranks=True) the rank of every evaluated event, see `evaluate`."""
+    """recall, mrr and ndcg map each cut-off to its value; n is the number of evaluated events;
+    ranks (with return_ranks=True) the rank of every evaluated event, see `evaluate`. ndcg
+    comes last so that positional use of the older fields is unchanged."""
     recall: dict
     mrr: dict
     n: int
     ranks: np.ndarray = None
+    ndcg: dict = None
 
 
 def score_activation(net):
@@ -59,15 +61,27 @@ def ranks_from_counts(gt, eq, mode):
 
 
 def metrics_from_ranks(ranks, cut_off, return_ranks=False):
-    """Recall@c and MRR@c (reciprocal rank cut at c) for every cut-off c."""
+    """Recall@c (= HR@c), MRR@c (reciprocal rank cut at c) and NDCG@c (1 / log2(rank + 1)
+    cut at c: one relevant item, so the ideal DCG is 1) for every cut-off c.
+
+    Ranks may be fractional (median ties) or inf (a target that cannot be ranked: a miss)."""
     ranks = np.asarray(ranks, np.float64)
     n = len(ranks)
-    recall, mrr = {}, {}
+    recall, mrr, ndcg = {}, {}, {}
     for c in cut_off:
         hit = ranks <= c
         recall[c] = float(hit.sum() / n)
         mrr[c] = float((hit / ranks).sum() / n)
-    return Metrics(recall, mrr, n, ranks if return_ranks else None)
+        ndcg[c] = float((hit / np.log2(ranks + 1)).sum() / n)
+    return Metrics(recall, mrr, n, ranks if return_ranks else None, ndcg)
+
+
+def item_indices(model, ids):
+    """The model's item index of each id in the Series `ids`, -1 for unknown ones."""
+    index = model.itemidmap.index
+    if pd.api.types.is_string_dtype(index) and not pd.api.types.is_string_dtype(ids):
+        ids = ids.astype(str)  # ids read from a text file are strings; a pickle may hold numbers
+    return index.get_indexer(ids)
 
 
 def known_sessions(model, test_data, session_key, item_key, time_key):
@@ -78,11 +92,7 @@ def known_sessions(model, test_data, session_key, item_key, time_key):
     events are dropped, as they give no (input, target) pair."""
     check_frame(test_data, session_key, item_key, time_key)
     df = test_data[[session_key, item_key, time_key]]
-    index = model.itemidmap.index
-    ids = df[item_key]
-    if pd.api.types.is_string_dtype(index) and not pd.api.types.is_string_dtype(ids):
-        ids = ids.astype(str)  # ids read from a text file are strings; a pickle may hold numbers
-    idx = index.get_indexer(ids)
+    idx = item_indices(model, df[item_key])
     known = idx >= 0
     if not known.any():
         raise DataError("none of the test items occurs in the training data; nothing to evaluate "
@@ -158,13 +168,52 @@ def _softmax(R):
     return E, Z
 
 
+def scores_and_target(net, R, y, noise=None):
+    """(S, t): the scores after the final activation of the raw scores R (B x columns) and
+    each row's score of its target column y. `noise` (the tiebreaking mode) is added to S.
+
+    Without noise the target's score is computed from its raw score, not gathered from S, so
+    that XLA fuses the activation into the counting pass instead of storing S."""
+    ar = pt.arange(R.type.shape[0], dtype="int32")
+    act = score_activation(net)
+    if noise is not None:
+        S = act(R) + noise
+        return S, S[ar, y]
+    if net.final_act in ("softmax", "softmax_logit"):
+        E, Z = _softmax(R)
+        return E / Z[:, None], E[ar, y] / Z
+    return act(R), act(R[ar, y])
+
+
+class PaddedOutput:
+    """A copy of the network's Wy/By padded to whole chunks of rows (padding scores -inf and
+    is masked), so that `rank_counts` needs no slicing or padding per step."""
+
+    def __init__(self, net):
+        self.W, self.n_items = net.W, net.n_items
+        NP = padded_items(net.n_items)[0]
+        D = net.W["Wy"].type.shape[1]
+        self.Wy = pytensor.shared(np.zeros((NP, D), np.float32), name="evalWy", shape=(NP, D))
+        self.By = pytensor.shared(np.zeros(NP, np.float32), name="evalBy", shape=(NP,))
+
+    def raw_scores(self, out):
+        """Raw scores (B x padded items) of last layer outputs."""
+        return pt.dot(out, self.Wy.T) + self.By
+
+    def refresh(self):
+        """Copies the network's current Wy/By into the padded matrices."""
+        N, NP = self.n_items, self.Wy.type.shape[0]
+        Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
+        By = np.asarray(self.W["By"].get_value())[:N]
+        self.Wy.set_value(np.concatenate([Wy, np.zeros((NP - N, Wy.shape[1]), np.float32)]))
+        self.By.set_value(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]))
+
+
 class Evaluator:
     """Compiled evaluation of one network: batch_size slots, `steps` events per call.
 
-    Against all items, scores come from a copy of Wy/By padded to whole chunks of rows
-    (padding scores -inf, masked), so the counting needs no slicing or padding per step; the
-    target's own column is left out of the counts and added back as one tie, which is what
-    comparing it with itself gives."""
+    Against all items, scores come from a PaddedOutput; the target's own column is left out
+    of the counts and added back as one tie, which is what comparing it with itself gives."""
 
     def __init__(self, net, batch_size, steps, mode, candidates=None, tiebreak=False, seed=42):
         # No reference to `net` itself: the cache holding evaluators is keyed weakly by it.
@@ -179,22 +228,21 @@ class Evaluator:
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
         rng = [self.rng]
         W, N = net.W, net.n_items
-        softmax = net.final_act in ("softmax", "softmax_logit")
         act = score_activation(net)
         ar = pt.arange(B, dtype="int32")
-        if candidates is None:
-            NP = padded_items(N)[0]
-            D = W["Wy"].type.shape[1]
-            self.WyE = pytensor.shared(np.zeros((NP, D), np.float32), name="evalWy", shape=(NP, D))
-            self.ByE = pytensor.shared(np.zeros(NP, np.float32), name="evalBy", shape=(NP,))
-        else:
+        self.output = PaddedOutput(net) if candidates is None else None
+        if candidates is not None:
             cand = pt.constant(np.asarray(candidates, np.int32), name="candidates")
 
-        def noisy(S):
+        def noise(shape):
             if rng[0] is None:
-                return S
-            rng[0], u = rng[0].uniform(0, 1, size=S.shape, dtype="float32")
-            return S + _f32(1e-10) * u
+                return None
+            rng[0], u = rng[0].uniform(0, 1, size=shape, dtype="float32")
+            return _f32(1e-10) * u
+
+        def noisy(S):
+            n = noise(S.shape)
+            return S if n is None else S + n
 
         def step(x, y, keep, *state):
             H = list(state[:nl])
@@ -202,17 +250,8 @@ class Evaluator:
                 rng[0] = state[nl]
             out, new_H = net.forward(W, net.input_rows(W, x), H)
             if candidates is None:
-                R = pt.dot(out, self.WyE.T) + self.ByE
-                if rng[0] is not None:
-                    S = noisy(act(R))
-                    t = S[ar, y]
-                elif softmax:
-                    E, Z = _softmax(R)
-                    S, t = E / Z[:, None], E[ar, y] / Z
-                else:
-                    # The target's score from its raw score, not gathered from S, so that
-                    # XLA fuses the activation into the counting pass instead of storing S.
-                    S, t = act(R), act(R[ar, y])
+                R = self.output.raw_scores(out)
+                S, t = scores_and_target(net, R, y, noise(R.shape))
                 gt, eq = rank_counts(S, t, y, N)
                 eq = eq + 1
             else:  # [targets] ++ candidates, as the original lays it out (spec 10.1 step 7)
@@ -239,13 +278,8 @@ class Evaluator:
 
     def refresh(self):
         """Copies the network's current Wy/By into the padded scoring matrices."""
-        if not hasattr(self, "WyE"):
-            return
-        N, NP = self.n_items, self.WyE.type.shape[0]
-        Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
-        By = np.asarray(self.W["By"].get_value())[:N]
-        self.WyE.set_value(np.concatenate([Wy, np.zeros((NP - N, Wy.shape[1]), np.float32)]))
-        self.ByE.set_value(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]))
+        if self.output is not None:
+            self.output.refresh()
 
     def reset(self):
         for h in self.H:
@@ -281,28 +315,18 @@ class Evaluator:
 def _evaluator(model, batch_size, steps, tiebreak, candidates):
     """A compiled evaluator, reused while the network (its weights' variables) is the same."""
     net = model.net
-    key = (batch_size, steps, tiebreak, model.backend, str(model.device),
+    key = (batch_size, steps, tiebreak, model.backend, str(model.device), model.precision,
            None if candidates is None else tuple(candidates))
     per_net = _CACHE.setdefault(net, {})
     if key not in per_net:
-        mode = mode_for(model.backend, model.device)
+        mode = mode_for(model.backend, model.device, model.precision)
         per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params["seed"])
     return per_net[key]
 
 
-def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="standard",
-             session_key=None, item_key=None, time_key=None, steps=8, progress=None, return_ranks=False):
-    """Recall@c and MRR@c of next-item prediction on `test_data` for every c in `cut_off`.
-
-    Targets are ranked against all training items (or only against `items`, a list of item
-    ids: spec 10.1 step 7) by their score after the final activation. `mode` handles ties:
-    standard, conservative, median or tiebreaking. Returns Metrics(recall, mrr, n); with
-    return_ranks, also the rank of each evaluated event in the order of the kept test events
-    (unknown items dropped) sorted by session, time and item, each session's last omitted.
-    `steps` events run per compiled call (a scan: fewer calls, buffers reused; see
-    bench/eval_speed.py); `progress` (default: stdout is a terminal)
-    shows a bar on stderr.
-    """
+def check_request(model, cut_off, mode, batch_size, steps):
+    """The cut-offs as a list of ints; ValueError for an untrained or failed model, an unknown
+    mode, non-positive cut-offs, batch_size or steps."""
     if model.net is None:
         raise ValueError("the model is not trained; call fit() or load a model first")
     if getattr(model, "error_during_train", False):
@@ -314,6 +338,24 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
         raise ValueError(f"cut-offs must be positive integers, got {cut_off}")
     if batch_size < 1 or steps < 1:
         raise ValueError("batch_size and steps must be >= 1")
+    return cut_off
+
+
+def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="standard",
+             session_key=None, item_key=None, time_key=None, steps=8, progress=None, return_ranks=False):
+    """Recall@c, MRR@c and NDCG@c of next-item prediction on `test_data` for every c in `cut_off`.
+
+    Targets are ranked against all training items (or only against `items`, a list of item
+    ids: spec 10.1 step 7) by their score after the final activation. `mode` handles ties:
+    standard, conservative, median or tiebreaking. Returns Metrics(recall, mrr, n, ranks,
+    ndcg); ranks (with return_ranks, else None) holds the rank of each evaluated event in
+    the order of the kept test events (unknown items dropped) sorted by session, time and
+    item, each session's last omitted.
+    `steps` events run per compiled call (a scan: fewer calls, buffers reused; see
+    bench/eval_speed.py); `progress` (default: stdout is a terminal)
+    shows a bar on stderr.
+    """
+    cut_off = check_request(model, cut_off, mode, batch_size, steps)
     p = model.params
     keys = (session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"])
     c = ",".join(map(str, cut_off))
