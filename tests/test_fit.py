@@ -1,12 +1,10 @@
 """Training end to end, bad input to fit, init, the sample store, save and load."""
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from . import reference as ref
 from gru4rec import GRU4Rec
 from gru4rec import params as P
 from gru4rec.data import DataError
@@ -14,7 +12,8 @@ from gru4rec.model import init_weights
 from gru4rec.sampling import SampleStore
 from gru4rec.serialization import ModelFileError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yoochoose-100k"
+from . import reference as ref
+
 RSC15 = ("loss=cross-entropy,constrained_embedding=True,embedding=0,final_act=softmax,layers=100,"
          "batch_size=32,dropout_p_embed=0.0,dropout_p_hidden=0.4,learning_rate=0.2,momentum=0.2,"
          "n_sample=2048,sample_alpha=0.5,bpreg=0.0,logq=1.0")
@@ -22,16 +21,15 @@ EPOCH = re.compile(r"^Epoch(\d+) --> loss: (\d+\.\d{6}) \t\((\d+\.\d\d)s\) \t\[(
 
 
 @pytest.fixture(scope="module")
-def train_full():
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
-    return pd.read_csv(DATA / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str})
+def train_full(yoochoose_dir):
+    return pd.read_csv(yoochoose_dir / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str})
 
 
 def small(df, n=4000):
     return df.head(n).copy()
 
 
+@pytest.mark.slow
 def test_rsc15_params_loss_falls(train_full, capsys):
     model = GRU4Rec.from_param_string(RSC15 + ",n_epochs=3")
     model.fit(train_full)
@@ -53,15 +51,15 @@ def test_rsc15_params_loss_falls(train_full, capsys):
     "loss=bpr-max,final_act=linear,layers=32,embedding=0,n_sample=0,momentum=0.3",
     "loss=xe_logit,final_act=softmax_logit,layers=32,constrained_embedding=True,train_random_order=True",
 ])
-def test_other_modes_train(train_full, ps, capsys):
+def test_other_modes_train(synthetic_train, ps, capsys):
     model = GRU4Rec.from_param_string(ps + ",n_epochs=2,batch_size=16,n_sample=64")
-    model.fit(small(train_full, 6000))
+    model.fit(small(synthetic_train, 6000))
     losses = [float(EPOCH.match(l).group(2)) for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
 
 
-def test_fit_leaves_frame_and_uses_keys(train_full):
-    df = small(train_full).rename(columns={"SessionId": "s", "ItemId": "i", "Time": "t"})
+def test_fit_leaves_frame_and_uses_keys(synthetic_train):
+    df = small(synthetic_train).rename(columns={"SessionId": "s", "ItemId": "i", "Time": "t"})
     before = df.copy()
     model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8, session_key="s", item_key="i", time_key="t")
     model.fit(df)
@@ -75,9 +73,9 @@ def test_fit_leaves_frame_and_uses_keys(train_full):
     (lambda d: d.assign(ItemId=d["ItemId"].where(d.index != 3)), "ItemId.*missing"),
     (lambda d: d.head(7), "fewer than batch_size=32"),
 ])
-def test_bad_input_to_fit(train_full, mutate, msg):
+def test_bad_input_to_fit(synthetic_train, mutate, msg):
     with pytest.raises(DataError, match=msg):
-        GRU4Rec(layers=[8], n_epochs=1, n_sample=8).fit(mutate(small(train_full)))
+        GRU4Rec(layers=[8], n_epochs=1, n_sample=8).fit(mutate(small(synthetic_train)))
 
 
 def test_init_matches_reference_draw_order():
@@ -109,9 +107,9 @@ def test_sample_store_distribution_and_regeneration():
     assert np.bincount(uniform.block.ravel(), minlength=5)[1] > 0
 
 
-def test_save_load_roundtrip_and_errors(train_full, tmp_path):
+def test_save_load_roundtrip_and_errors(synthetic_train, tmp_path):
     model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8, loss="cross-entropy",
-                    final_act="softmax").fit(small(train_full))
+                    final_act="softmax").fit(small(synthetic_train))
     path = tmp_path / "m.gru4rec"
     model.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]  # no temporary left behind
@@ -134,8 +132,8 @@ def test_save_load_roundtrip_and_errors(train_full, tmp_path):
         GRU4Rec.load(tmp_path / "truncated")
 
 
-def test_interrupted_save_leaves_old_file(train_full, tmp_path, monkeypatch):
-    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8).fit(small(train_full))
+def test_interrupted_save_leaves_old_file(synthetic_train, tmp_path, monkeypatch):
+    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=4, n_sample=8).fit(small(synthetic_train))
     path = tmp_path / "m.gru4rec"
     model.save(path)
     good = path.read_bytes()
@@ -150,20 +148,21 @@ def test_interrupted_save_leaves_old_file(train_full, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]
 
 
-def test_nan_stops_training_and_flags_model(train_full, capsys):
+def test_nan_stops_training_and_flags_model(synthetic_train, capsys):
     # weights of 1e38 overflow the scores to inf, and inf - inf is NaN
     model = GRU4Rec(layers=[8], n_epochs=3, batch_size=4, n_sample=8, sigma=1e38)
-    model.fit(small(train_full))
+    model.fit(small(synthetic_train))
     out = capsys.readouterr().out
     assert "Epoch1: NaN error!" in out and "Epoch2" not in out
     assert model.error_during_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numba", "c"])
-def test_backends_agree_with_jax(train_full, backend, capsys):
+def test_backends_agree_with_jax(synthetic_train, backend, capsys):
     """Without dropout the runs differ only in float rounding: the same epoch losses."""
     def losses(b):
         GRU4Rec(layers=[8], n_epochs=2, batch_size=8, n_sample=16, momentum=0.3, backend=b,
-                steps_per_call=4).fit(small(train_full, 1500))
+                steps_per_call=4).fit(small(synthetic_train, 1500))
         return [float(EPOCH.match(l).group(2)) for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
     np.testing.assert_allclose(losses(backend), losses("jax"), rtol=1e-4)
