@@ -6,10 +6,8 @@ Optimizer.sparse and a NumPy statement of spec 7.4 with repeated indices, out of
 in place. Then one Network.step and a short fit with and without the fused Ops.
 """
 import re
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -27,6 +25,8 @@ try:
     BACKENDS = ["jax", "c", "numba"]
 except ImportError:
     BACKENDS = ["jax", "c"]
+# compiling the fused Ops for C and Numba takes tens of seconds per graph
+SLOW_BACKENDS = [b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
 
 
 def mode(backend):
@@ -37,8 +37,6 @@ def mode(backend):
     return mode_for(backend)
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "yoochoose-100k"
 
 # (loss, final_act, bpreg, logq)
 LOSSES = [
@@ -59,7 +57,7 @@ def score_problem(rng, B=5, S=7, H=4, rowmask=(1, 1, 0, 1, 0)):
                 r=r, c=np.r_[r, np.ones(S, np.float32)])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", SLOW_BACKENDS)
 @pytest.mark.parametrize("loss,final_act,bpreg,logq", LOSSES, ids=lambda v: str(v))
 def test_score_loss_matches_unfused(backend, loss, final_act, bpreg, logq):
     rng = np.random.default_rng(1)
@@ -84,6 +82,7 @@ def test_score_loss_matches_unfused(backend, loss, final_act, bpreg, logq):
     np.testing.assert_array_equal(got[4][v["c"] == 0], 0)
 
 
+@pytest.mark.slow
 def test_score_loss_backends_agree_and_all_masked_is_finite():
     """perform, JAX and Numba give the same numbers; an all-padding row set gives 0, not NaN."""
     rng = np.random.default_rng(2)
@@ -258,12 +257,11 @@ def test_step_fused_equals_unfused(case):
 
 
 @pytest.fixture(scope="module")
-def events():
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
-    return pd.read_csv(DATA / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str}, nrows=3000)
+def events(synthetic_train):
+    return synthetic_train.head(3000).copy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ps", [
     "loss=bpr-max,final_act=elu-0.5,layers=24,constrained_embedding=True,momentum=0.3,bpreg=1.5,"
     "dropout_p_embed=0.2,dropout_p_hidden=0.1",
