@@ -1,5 +1,5 @@
 """paropt.py: parameter spaces, the PARAMETER SPACE block, sweeps, failed trials and shared studies
-(SQLite, journal file, PostgreSQL) with run.py trials on a head of the yoochoose-100k data."""
+(SQLite, journal file, PostgreSQL) with run.py trials on a small synthetic data set."""
 import importlib.util
 import json
 import os
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from gru4rec.synthetic import generate, split
+
+from .conftest import ROOT
+
 optuna = pytest.importorskip("optuna")
 
-ROOT = Path(__file__).resolve().parents[1]
 PAROPT = ROOT / "paropt.py"
-DATA = ROOT.parent / "shared" / "data" / "yoochoose-100k"
 FIXED = "loss=cross-entropy,final_act=softmax,constrained_embedding=True,n_epochs=1,n_sample=128,batch_size=32,logq=1.0"
 TINY_SPACE = [
     {"name": "layers", "dtype": "int", "values": [16, 32], "step": 16},
@@ -280,20 +282,14 @@ def test_n_jobs_runs_trials_in_parallel_threads(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# Real trials (run.py) on a head of yoochoose-100k
+# Real trials (run.py) on synthetic data (about 4.9K training and 430 validation events)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    if not (DATA / "train_tr.tsv.gz").exists():
-        pytest.skip(f"data set not found: {DATA}")
-    import gzip
     d = tmp_path_factory.mktemp("paropt-data")
-    for src, dst, n in (("train_tr.tsv.gz", "tr.tsv", 5000), ("train_valid.tsv.gz", "va.tsv", 2000)):
-        with gzip.open(DATA / src, "rt") as f, open(d / dst, "w") as g:
-            for i, line in enumerate(f):
-                if i > n:
-                    break
-                g.write(line)
+    train, _ = generate(n_sessions=1500, n_items=400, n_days=10, seed=5)
+    for df, dst in zip(split(train, 1), ("tr.tsv", "va.tsv")):
+        df.to_csv(d / dst, sep="\t", index=False)
     write_space(d / "space.json", TINY_SPACE)
     if not (ROOT / "run.py").exists():
         pytest.skip("run.py is missing")
@@ -305,6 +301,7 @@ def sweep_args(d, *extra):
             "-e", "conservative"] + list(extra)
 
 
+@pytest.mark.slow
 def test_sweep_reports_best_and_final_eval(data, tmp_path):
     r = run_paropt(sweep_args(data, "-nt", 3, "--seed", 0, "-fm", 5, 10, "--plot", tmp_path / "plots"), tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -333,6 +330,7 @@ def test_sweep_reports_best_and_final_eval(data, tmp_path):
         assert "plotly is not installed" in out
 
 
+@pytest.mark.slow
 def test_failing_run_py_trials_do_not_stop_the_study(data, tmp_path):
     # Valid parameters that fail only on this data (more slots than sessions): a space that
     # GRU4Rec refuses outright is refused before the first trial (tests/test_bad_input.py).
@@ -351,6 +349,7 @@ def test_failing_run_py_trials_do_not_stop_the_study(data, tmp_path):
     assert "Skipped the optimization_history plot" in r.stdout
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_sqlite_study(data, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = sweep_args(data, "-nt", 2, "-fm", "--storage", storage, "--study-name", "shared")
@@ -368,6 +367,7 @@ def test_two_workers_share_a_sqlite_study(data, tmp_path):
     assert not any("Running final eval" in o for o, _ in outs)  # -fm without values
 
 
+@pytest.mark.slow
 def test_study_resumes_and_adds_trials(data, tmp_path):
     storage = f"journal:///{tmp_path / 'study.log'}"
     common = sweep_args(data, "-fm", "--storage", storage, "--study-name", "resume")
@@ -441,6 +441,7 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgres_study(data, tmp_path, postgres_url):
     args = sweep_args(data, "-nt", 1, "-fm", "--storage", postgres_url, "--study-name", "pg")
     procs = [subprocess.Popen([sys.executable, str(PAROPT)] + [str(a) for a in args], cwd=tmp_path,
