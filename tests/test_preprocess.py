@@ -10,15 +10,14 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import RAW_SAMPLES as RAW, ROOT, needs
+
 SCRIPT = ROOT / 'examples' / 'preprocess.py'
-RAW = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'raw-samples'
 DAY, HOUR, MIN = 86400, 3600, 60
 
 _spec = importlib.util.spec_from_file_location('examples_preprocess', SCRIPT)
@@ -26,7 +25,7 @@ pp = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = pp
 _spec.loader.exec_module(pp)
 
-needs_raw = pytest.mark.skipif(not RAW.is_dir(), reason=f'raw samples folder {RAW} is missing')
+needs_raw = needs(RAW)
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -2,17 +2,15 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "yoochoose-100k"
+from .conftest import ROOT, YOOCHOOSE as DATA, needs
 
 
+@pytest.mark.slow
+@needs(DATA)
 def test_reproduce_table(tmp_path):
-    if not DATA.is_dir():
-        pytest.skip(f"shared data not found at {DATA}")
     out = tmp_path / "r.md"
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "reproduce.py"), "rsc15", "--data", str(DATA),
                         "--epochs", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)

@@ -69,6 +69,7 @@ def check_eval_block(lines, cuts, mode):
     return res, i + 5 + len(cuts)
 
 
+@pytest.mark.slow
 def test_train_save_load_evaluate(tmp_path):
     model = tmp_path / "model"
     r = cli(TRAIN, "-t", TEST, "-m", 1, 5, 10, 20, "-e", "conservative", "-ps", PARAMS, "-s", model, "-lpm")
