@@ -13,7 +13,7 @@ import io
 import numpy as np
 import pandas as pd
 
-import reference as R
+from . import reference as R
 
 N_ITEMS = 80
 

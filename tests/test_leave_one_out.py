@@ -2,24 +2,21 @@
 positions are kept, short users train only; pairs and TSV input; the command line; and, when
 the data is here, the counts of the Amazon Beauty split."""
 import gzip
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import seqhelpers as S  # noqa: E402
+from gru4rec import DataError
+from gru4rec.data import load
+from gru4rec.leave_one_out import histories, read_histories, split
 
-from gru4rec import DataError  # noqa: E402
-from gru4rec.data import load  # noqa: E402
-from gru4rec.leave_one_out import histories, read_histories, split  # noqa: E402
+from . import seqhelpers as S
+from .conftest import ROOT, SHARED, needs
 
-BEAUTY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beauty" / "beauty.txt.gz"
-ROOT = Path(__file__).resolve().parents[1]
+BEAUTY = SHARED / "beauty" / "beauty.txt.gz"
 
 
 def by_user(df):
@@ -97,7 +94,7 @@ def test_errors(tmp_path):
         read_histories(tmp_path / "empty.txt")
 
 
-@pytest.mark.skipif(not BEAUTY.is_file(), reason=f"Amazon Beauty data not found at {BEAUTY}")
+@needs(BEAUTY)
 def test_beauty_counts():
     h = read_histories(BEAUTY)
     assert (len(h), h.SessionId.nunique(), h.ItemId.nunique()) == (353962, 40226, 54542)

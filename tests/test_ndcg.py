@@ -1,16 +1,12 @@
 """NDCG@k in gru4rec.evaluation: the formula in metrics_from_ranks, and session evaluation that
 gains ndcg while recall and mrr stay what the brute force of tests/evalhelpers.py gives."""
-import os
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import evalhelpers as H  # noqa: E402
-import seqhelpers as S  # noqa: E402
+from gru4rec.evaluation import Metrics, evaluate, metrics_from_ranks
 
-from gru4rec.evaluation import Metrics, evaluate, metrics_from_ranks  # noqa: E402
+from . import evalhelpers as H
+from . import seqhelpers as S
 
 CUTS = [1, 5, 10, 20]
 

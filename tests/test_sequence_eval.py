@@ -1,19 +1,15 @@
 """gru4rec.sequence_eval: the state carried over a user's history, and HR/MRR/NDCG of the
 leave-one-out targets against a float64 brute force (tests/seqhelpers.py, tests/reference.py),
 with and without excluding seen items, in every tie mode."""
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as R  # noqa: E402
-import seqhelpers as S  # noqa: E402
+from gru4rec import DataError, GRU4Rec
+from gru4rec.sequence_eval import evaluate_next_item, user_states
 
-from gru4rec import DataError, GRU4Rec  # noqa: E402
-from gru4rec.sequence_eval import evaluate_next_item, user_states  # noqa: E402
+from . import reference as R
+from . import seqhelpers as S
 
 CUTS = [1, 5, 10, 20]
 MODES = ["standard", "conservative", "median"]
