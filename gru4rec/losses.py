@@ -2,15 +2,23 @@
 
 Training scores are a static-shape B x (B + S) matrix: rows and in-batch target columns of
 inactive slots (the shrinking tail of an epoch) are masked, so every formula below equals
-the original's on the M x (M + S) matrix of the active slots.
+the original's on the M x (M + S) matrix of the active slots. A step with no active slot
+(padding, and with n_sample=0 no active column either) must give 0, not 0/0: hence `_ratio`.
 """
 import pytensor.tensor as pt
 
 EPS = 1e-24
 
 
+def _ratio(a, b):
+    """a / b, and 0 where every term of b was masked (b == 0)."""
+    return a / pt.switch(pt.eq(b, 0), 1, b)
+
+
 def _row_max(X, colmask):
-    return pt.max(pt.switch(colmask[None, :] > 0, X, -pt.inf), axis=1, keepdims=True)
+    """Each row's maximum over the unmasked columns (0 when every column is masked)."""
+    m = pt.max(pt.switch(colmask[None, :] > 0, X, -pt.inf), axis=1, keepdims=True)
+    return pt.switch(pt.isinf(m), 0, m)
 
 
 def activation(name):
@@ -27,14 +35,15 @@ def activation(name):
             if colmask is None:
                 return pt.special.softmax(X, axis=-1)
             e = pt.exp(X - _row_max(X, colmask)) * colmask[None, :]
-            return e / e.sum(axis=1, keepdims=True)
+            return _ratio(e, e.sum(axis=1, keepdims=True))
         return softmax
     if name == "softmax_logit":
         def softmax_logit(X, colmask=None):
             if colmask is None:
                 return -pt.special.log_softmax(X, axis=-1)
             Xm = X - _row_max(X, colmask)
-            return pt.log((pt.exp(Xm) * colmask[None, :]).sum(axis=1, keepdims=True)) - Xm
+            Z = (pt.exp(Xm) * colmask[None, :]).sum(axis=1, keepdims=True)
+            return pt.log(pt.switch(pt.eq(Z, 0), 1, Z)) - Xm
         return softmax_logit
     kind, *args = name.split("-")
     args = [float(a) for a in args]
@@ -51,7 +60,7 @@ def _softmax_neg(Y, negmask):
     """Softmax over each row's negatives (spec 6): zero on the positive and on masked columns."""
     Xn = Y * negmask
     e = pt.exp(Xn - Xn.max(axis=1, keepdims=True)) * negmask
-    return e / e.sum(axis=1, keepdims=True)
+    return _ratio(e, e.sum(axis=1, keepdims=True))
 
 
 def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0):
@@ -71,7 +80,7 @@ def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0):
         per_pos = -pt.log(d + EPS) if name == "cross-entropy" else d
         if smoothing:
             all_cols = (-pt.log(Y + EPS) if name == "cross-entropy" else Y) * colmask[None, :]
-            row = (1 - smoothing * K / (K - 1)) * per_pos + smoothing / (K - 1) * all_cols.sum(axis=1)
+            row = (1 - smoothing * _ratio(K, K - 1)) * per_pos + smoothing * _ratio(all_cols.sum(axis=1), K - 1)
         else:
             row = per_pos
     elif name == "bpr-max":
@@ -86,7 +95,7 @@ def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0):
     elif name == "top1":
         # The original broadcasts a column against a row here, which multiplies the value by M.
         terms = (pt.sigmoid(Y - d[:, None]) + pt.sigmoid(Y ** 2)) * colmask[None, :]
-        row = M * (terms.sum(axis=1) / K - pt.sigmoid(d ** 2) / K)
+        row = M * _ratio(terms.sum(axis=1) - pt.sigmoid(d ** 2), K)
     else:
         raise ValueError(f"unknown loss {name!r}")
     return (row * rowmask).sum()

@@ -17,7 +17,7 @@ import pytensor.tensor as pt
 from . import backend  # noqa: F401  (float32 and cache set-up before any graph is built)
 from . import ops
 from .losses import activation, loss_sum
-from .optimizers import Optimizer, clip_by_global_norm
+from .optimizers import Optimizer, clip_by_global_norm, sum_duplicates
 from .params import final_act_of
 
 
@@ -187,8 +187,11 @@ class Network:
             cost = loss_sum(p["loss"], Y, active, colmask, n_sample, p["bpreg"], p["smoothing"]) / B
         dense = [n for n in W if n not in self.sparse]
         wrt = [rows[n] for n in self.sparse] + [W[n] for n in dense]
-        grads = clip_by_global_norm(pytensor.grad(cost, wrt), p["grad_cap"])
-        g = OrderedDict(zip(self.sparse + dense, grads))
+        g = OrderedDict(zip(self.sparse + dense, pytensor.grad(cost, wrt)))
+        if p["sparse_updates"] == "summed":
+            for n in self.sparse:
+                idx[n], g[n] = sum_duplicates(idx[n], g[n], self.pad)
+        g = OrderedDict(zip(g, clip_by_global_norm(list(g.values()), p["grad_cap"])))
         new_W, new_S = OrderedDict(), OrderedDict()
         keep = (1 - reset) * active
         for name in W:
@@ -274,7 +277,9 @@ class Network:
         updates = [(var, o[-1]) for var, o in zip(carries, outs[:-1])]
         if rng_state[0] is not rng:
             updates.append((rng, rng_state[0]))
-        f = pytensor.function([X, Y, A, R, off], outs[-1], updates=updates, mode=mode)
+        # without negative samples (n_sample=0) the store offset is unused, and that is fine
+        f = pytensor.function([X, Y, A, R, off], outs[-1], updates=updates, mode=mode,
+                              on_unused_input="raise" if n_sample else "ignore")
         f.trust_input = True  # callers hand over arrays of the right types, possibly device arrays
         # One all-padding call compiles the JIT backends now, not in the first epoch; it changes
         # no weight, state or hidden state.

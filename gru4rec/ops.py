@@ -8,9 +8,10 @@ softmax, BPR-max with elu-X or linear, without label smoothing; anything else st
 unfused graph.
 
 `SparseAdagrad`: the row-sparse Adagrad update of an item matrix with optional heavy-ball
-momentum and L2 (spec 7.4-7.5), with the original's handling of repeated rows: every
-occurrence is scaled by its own A[idx_k] + g_k^2, the stored accumulator / velocity row is
-one of the per-occurrence writes, the parameter receives the sum of the per-occurrence steps.
+momentum and L2 (spec 7.4-7.5), with the original's handling of repeated rows as it runs:
+every occurrence is scaled by the old A[idx_k] plus its own g_k^2, the accumulator receives
+every occurrence's g_k^2, the stored velocity row is one of the per-occurrence writes, the
+parameter receives the sum of the per-occurrence steps.
 
 Each Op has a NumPy `perform` (the reference; it is what the C backend runs), a JAX
 implementation (CPU and GPU) and a Numba implementation (compiled loops, no object mode).
@@ -186,9 +187,10 @@ class SparseAdagrad(Op):
 
     P: (N, D) or (N,) parameter, A: its Adagrad accumulator, V: its velocity (only when
     momentum > 0), idx: (n,) row indices in [0, N) (may repeat; no negative indices),
-    g: (n, D) or (n,) one gradient row per occurrence. Per occurrence k: A_k = A[idx_k] + g_k^2, step_k = lr (g_k / sqrt(A_k + 1e-6)
-    + lmbd P[idx_k]); with momentum v_k = momentum V[idx_k] - step_k. A[idx] and V[idx] are
-    set (one write per row survives), P[idx] is incremented by every v_k (or -step_k).
+    g: (n, D) or (n,) one gradient row per occurrence. Per occurrence k, from the old rows:
+    A_k = A[idx_k] + g_k^2, step_k = lr (g_k / sqrt(A_k + 1e-6) + lmbd P[idx_k]); with
+    momentum v_k = momentum V[idx_k] - step_k. A[idx] is incremented by every g_k^2, V[idx]
+    is set (one write per row survives), P[idx] is incremented by every v_k (or -step_k).
     With inplace=True the Op overwrites P, A and V (the C and Numba backends; JAX updates
     functionally, in place after donation).
     """
@@ -228,7 +230,7 @@ class SparseAdagrad(Op):
         if self.lmbd > 0:
             step = step + np.asarray(self.lmbd, P.dtype) * P[idx]
         step = np.asarray(self.lr, P.dtype) * step
-        A[idx] = acc  # repeated rows: the last write survives
+        np.add.at(A, idx, g * g)  # repeated rows: every occurrence's g^2
         if self.momentum > 0:
             V = arrays[2]
             v = np.asarray(self.momentum, P.dtype) * V[idx] - step
@@ -316,7 +318,7 @@ def _register_jax():
             if lmbd > 0:
                 step = step + lmbd * P.at[idx].get(**kw)
             step = (lr * step).astype(P.dtype)
-            A = A.at[idx].set(acc, **kw)
+            A = A.at[idx].add(g * g, **kw)
             if mom > 0:
                 v = (mom * V.at[idx].get(**kw) - step).astype(P.dtype)
                 return P.at[idx].add(v, **kw), A, V.at[idx].set(v, **kw)
@@ -434,16 +436,13 @@ def _numba_sparse_adagrad(op):
 
     @numba.njit(cache=False)
     def kernel(P, A, V, idx, g):
-        # P, A, V, g as (rows, D) views; reads all rows first, then writes (set / add)
+        # P, A, V, g as (rows, D) views; reads all rows first, then writes (add / set / add)
         n, D = g.shape
-        acc = np.empty((n, D), P.dtype)
         upd = np.empty((n, D), P.dtype)
         for k in range(n):
             i = idx[k]
             for t in range(D):
-                a = A[i, t] + g[k, t] * g[k, t]
-                acc[k, t] = a
-                st = g[k, t] / np.sqrt(a + eps)
+                st = g[k, t] / np.sqrt(A[i, t] + g[k, t] * g[k, t] + eps)
                 if lmbd > 0:
                     st += lmbd * P[i, t]
                 st *= lr
@@ -451,7 +450,7 @@ def _numba_sparse_adagrad(op):
         for k in range(n):
             i = idx[k]
             for t in range(D):
-                A[i, t] = acc[k, t]
+                A[i, t] += g[k, t] * g[k, t]
                 if has_v:
                     V[i, t] = upd[k, t]
                 P[i, t] += upd[k, t]

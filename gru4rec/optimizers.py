@@ -1,9 +1,12 @@
 """Adaptive learning rates, heavy-ball momentum and L2 (spec 7) as PyTensor update rules.
 
 Dense parameters get the textbook update. The item matrices are updated row-sparsely from
-the gradients of the gathered rows, one row per occurrence of an index, with the original's
-semantics for duplicates (spec 7.4): Adagrad scales each occurrence by its own accumulated
-value and the parameter receives the sum of the per-occurrence steps.
+the gradients of the gathered rows, one row per occurrence of an index, with the semantics
+the original has when it runs (spec 7.4): Adagrad scales each occurrence by the old
+accumulator row plus its own g**2, the accumulator receives every occurrence's g**2 and the
+parameter the sum of the per-occurrence steps. Every scatter that must accumulate is written
+as an explicit `inc_subtensor`, so the result never depends on PyTensor's rewrites.
+`sum_duplicates` turns this into the official ports' semantics (one step per distinct row).
 """
 import pytensor.tensor as pt
 
@@ -68,9 +71,8 @@ class Optimizer:
         new = {}
         a = self.adapt
         if a == "adagrad":
-            acc_rows = st["acc"][idx] + g ** 2
-            new["acc"] = pt.set_subtensor(st["acc"][idx], acc_rows)
-            return g / pt.sqrt(acc_rows + EPS), new
+            new["acc"] = pt.inc_subtensor(st["acc"][idx], g ** 2)
+            return g / pt.sqrt(st["acc"][idx] + g ** 2 + EPS), new
         if a == "rmsprop":
             rho = self.params[0]
             new["acc"] = self._decay_add(st["acc"], idx, rho, (1 - rho) * g ** 2)
@@ -86,9 +88,10 @@ class Optimizer:
             new["acc"] = self._decay_add(st["acc"], idx, b2, (1 - b2) * g ** 2)
             # Quirk of the original (spec 7.4): the sparse first moment accumulates g**2.
             new["mom"] = self._decay_add(st["mom"], idx, b1, (1 - b1) * g ** 2)
-            t_rows = st["t"][idx] + 1
-            new["t"] = pt.set_subtensor(st["t"][idx], t_rows)
-            corr = 1 - b1 ** t_rows
+            # each occurrence corrects with its old counter + 1; the counter grows by the
+            # number of occurrences (what the original's "set t[idx] + 1" becomes when it runs)
+            new["t"] = pt.inc_subtensor(st["t"][idx], pt.ones_like(g))
+            corr = 1 - b1 ** (st["t"][idx] + 1)
             return (new["mom"][idx] / corr) / (pt.sqrt(new["acc"][idx] / corr) + EPS), new
         return g, new
 
@@ -101,6 +104,20 @@ class Optimizer:
             new["vel"] = pt.set_subtensor(st["vel"][idx], v)
             return pt.inc_subtensor(P[idx], v), new
         return pt.inc_subtensor(P[idx], -delta), new
+
+
+def sum_duplicates(idx, g, pad):
+    """(idx', g') for the official ports' sparse updates: the gradient rows of each distinct
+    index summed into its first occurrence (in sorted order); the other occurrences point at
+    the padding row `pad` with a zero gradient, which leaves every optimizer's rows unchanged.
+    Static shapes: the number of occurrences stays the same."""
+    order = pt.argsort(idx)
+    s = idx[order]
+    first = pt.concatenate([pt.ones((1,), "bool"), pt.neq(s[1:], s[:-1])])
+    segment = pt.cumsum(first) - 1
+    sums = pt.inc_subtensor(pt.zeros_like(g)[segment], g[order])[segment]
+    keep = first.reshape((-1,) + (1,) * (g.ndim - 1))
+    return pt.switch(first, s, pad), pt.switch(keep, sums, 0)
 
 
 def clip_by_global_norm(grads, cap):

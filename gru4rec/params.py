@@ -39,13 +39,17 @@ DEFAULTS = OrderedDict([
     ("item_key", "ItemId"),
     ("time_key", "Time"),
     # Not in the Theano original: the official ports' ELU switch for BPR-max
-    # (elu_param=x -> final_act='elu-x', 0 -> 'linear'), and the init seed of spec 8.
+    # (elu_param=x -> final_act='elu-x', 0 -> 'linear'), the init seed of spec 8, and how
+    # repeated rows of an item matrix are updated in one step (spec 7.4): 'per-occurrence'
+    # (the original as it runs) or 'summed' (the official ports: sum, then one step per row).
     ("elu_param", None),
     ("seed", 42),
+    ("sparse_updates", "per-occurrence"),
 ])
 
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
+SPARSE_UPDATES = ("per-occurrence", "summed")
 
 
 def _to_bool(name, v):
@@ -148,6 +152,9 @@ def validate(p):
     if len(p["adapt_params"]) < need:
         bad(f"adapt={p['adapt']} needs {need} value(s) in adapt_params, e.g. adapt_params="
             + "/".join(["0.9", "0.999"][:need]))
+    if p["sparse_updates"] not in SPARSE_UPDATES:
+        bad(f"Invalid value for parameter sparse_updates: {p['sparse_updates']!r} "
+            f"(choose from {', '.join(SPARSE_UPDATES)})")
     if p["elu_param"] is not None and p["elu_param"] < 0:
         bad(f"Invalid value for parameter elu_param: {p['elu_param']} (must be >= 0)")
     loss, act = p["loss"], final_act_of(p)

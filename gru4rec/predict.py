@@ -67,7 +67,7 @@ class LiveSessions:
         self.net, self.itemids = model.net, model.itemidmap.index
         net, W, N = model.net, model.net.W, model.net.n_items
         self.layers = list(net.p["layers"])
-        mode = mode_for(model.backend, model.device)
+        mode = mode_for(model.backend, model.device, model.precision)
         x = pt.tensor("x", dtype="int32", shape=(None,))
         H = [pt.tensor(f"h{i}", dtype="float32", shape=(None, L)) for i, L in enumerate(self.layers)]
         _, new_H = net.forward(W, net.input_rows(W, x), H)

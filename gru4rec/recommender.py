@@ -21,12 +21,17 @@ class GRU4Rec:
     hyperparameter of the original (see `gru4rec.params.DEFAULTS`); `device` ('cpu', 'gpu',
     'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
     `steps_per_call` how many minibatches one compiled call trains; `fused_ops` (default on)
-    trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer.
+    trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer;
+    `precision` ('float32', the default, or 'tf32') is the matrix-product precision of the
+    JAX backend on a GPU for training, evaluation and prediction (the original multiplies in
+    full float32; TF32 is faster on A100/H100 GPUs but rounds every product's inputs).
     """
 
-    def __init__(self, device="cpu", backend="jax", steps_per_call=32, fused_ops=True, **params):
+    def __init__(self, device="cpu", backend="jax", steps_per_call=32, fused_ops=True,
+                 precision="float32", **params):
         self.device = device
         self.backend = backend
+        self.precision = precision
         self.fused_ops = bool(fused_ops)
         self.steps_per_call = int(steps_per_call)
         if self.steps_per_call < 1:
@@ -96,7 +101,7 @@ class GRU4Rec:
         n_sessions = len(td.base_order)
         check_batch_size(n_sessions, B)  # before anything is compiled
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
-        mode = mode_for(self.backend, self.device)
+        mode = mode_for(self.backend, self.device, self.precision)
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
         order_rng = np.random.RandomState(p["seed"])
         store = None
@@ -145,10 +150,10 @@ class GRU4Rec:
                            self.error_during_train)
 
     @classmethod
-    def load(cls, path, device="cpu", backend="jax"):
-        """Reads a model written by `save`, onto the given device and backend."""
+    def load(cls, path, device="cpu", backend="jax", precision="float32"):
+        """Reads a model written by `save`, onto the given device, backend and precision."""
         params, itemids, weights, error = serialization.load(path)
-        model = cls(device=device, backend=backend)
+        model = cls(device=device, backend=backend, precision=precision)
         try:
             model._apply(list(params.items()), verbose=False)
             model.net = Network(model.params, len(itemids), weights=weights)

@@ -106,9 +106,9 @@ class Scorer:
 def _compiled(model, key, build):
     """What build(mode) compiles, cached under `key` while the network is the same."""
     per_net = _CACHE.setdefault(model.net, {})
-    key = key + (model.backend, str(model.device))
+    key = key + (model.backend, str(model.device), model.precision)
     if key not in per_net:
-        per_net[key] = build(mode_for(model.backend, model.device))
+        per_net[key] = build(mode_for(model.backend, model.device, model.precision))
     return per_net[key]
 
 

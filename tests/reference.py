@@ -16,12 +16,17 @@ Conventions
 
 Points where the spec is not fully explicit, and the choice made here
 ----------------------------------------------------------------------
-* Scatter-SET with duplicate indices (sparse Adagrad accumulator, sparse momentum
-  velocity, sparse Adam step counter): the original leaves unspecified which
-  write survives.  This reference lets the LAST occurrence win (explicit Python
-  loop, so it does not depend on NumPy's fancy-assignment behaviour).  Tests that
-  compare against an implementation should either use duplicates that all write
-  the same value, or accept any one of the per-occurrence values.
+* Duplicate indices (spec 7.4 as the original runs): the sparse Adagrad
+  accumulator and the sparse Adam step counter are scatter-ADDED per occurrence
+  (Theano's ``local_set_to_inc_subtensor`` rewrite turned the literal scatter set
+  into an add); each occurrence is scaled from the OLD accumulator row plus its own
+  ``g_k**2``.  The sparse momentum velocity stays a scatter SET: the original leaves
+  unspecified which write survives, this reference lets the LAST occurrence win
+  (explicit Python loop, so it does not depend on NumPy's fancy-assignment
+  behaviour).  Tests that compare against an implementation should either use
+  duplicates that all write the same velocity, or accept any one of them.
+* ``cfg['sparse_updates'] == 'summed'`` (the official ports): the gradient rows of
+  each index are summed first (``np.unique``), then one update per distinct row.
 * Sparse rmsprop / adadelta / adam ("accurate" variants of spec 7.4): every
   touched row is multiplied by rho (beta) exactly ONCE, however often its index
   occurs, then ``(1 - rho) * g_k**2`` is scatter-ADDED per occurrence, then the
@@ -29,9 +34,9 @@ Points where the spec is not fully explicit, and the choice made here
   Adadelta: the scaling ``s_k`` uses the accumulator ``U`` gathered BEFORE this
   step and the already updated ``A``; ``U`` is then updated the same way
   (rows scaled by rho once, ``(1 - rho) * s_k * g_k**2`` scatter-added).
-  Adam: the per-element step counter ``t`` is incremented once per touched row
-  (scatter set of ``t[idx] + 1``), and the first moment accumulates ``g**2``
-  (the quirk of spec 7.4).
+  Adam: the per-element step counter ``t`` grows by the number of occurrences
+  of the row, each occurrence's bias correction uses ``t_old + 1``, and the first
+  moment accumulates ``g**2`` (the quirks of spec 7.4).
 * Adadelta forces ``learning_rate = 1.0`` (spec 7.3); the update functions here
   apply that rule themselves, whatever ``cfg['learning_rate']`` says.
 * A missing ``cfg['adapt']`` means the model default ``'adagrad'``; ``None`` or
@@ -425,11 +430,18 @@ def sparse_update(P, state: dict, idx, g, cfg) -> None:
     """In-place per-occurrence sparse update of spec 7.4 + 7.5 for one matrix P.
 
     ``g`` holds one row-gradient per OCCURRENCE in ``idx`` (duplicates allowed).
-    Accumulator scatter-sets let the last occurrence win (see module docstring);
-    the parameter receives the SUM of the per-occurrence updates (scatter add).
+    Accumulators are scatter-added, the velocity scatter-set with the last occurrence
+    winning (see module docstring); the parameter receives the SUM of the
+    per-occurrence updates (scatter add). With ``sparse_updates='summed'`` the
+    occurrences of a row are summed first and the row is updated once.
     """
     idx = np.asarray(idx, dtype=np.int64).ravel()
     g = np.asarray(g, dtype=np.float64).reshape((len(idx),) + P.shape[1:])
+    if cfg.get("sparse_updates", "per-occurrence") == "summed":
+        idx, where = np.unique(idx, return_inverse=True)
+        summed = np.zeros((len(idx),) + g.shape[1:])
+        np.add.at(summed, where, g)
+        g = summed
     adapt = cfg.get("adapt", "adagrad")
     adapt_params = cfg.get("adapt_params", [])
     lr = _learning_rate(cfg)
@@ -441,7 +453,7 @@ def sparse_update(P, state: dict, idx, g, cfg) -> None:
     if adapt == "adagrad":
         A = _state_array(state, "acc", P)
         A_new = A[idx] + g ** 2  # every occurrence starts from the OLD row
-        _scatter_set_last_wins(A, idx, A_new)
+        np.add.at(A, idx, g ** 2)  # the accumulator gets every occurrence's g**2
         g_hat = g / np.sqrt(A_new + EPS_ADAPT)  # each occurrence with its own A_new
     elif adapt == "rmsprop":
         rho = adapt_params[0]
@@ -468,8 +480,8 @@ def sparse_update(P, state: dict, idx, g, cfg) -> None:
         np.add.at(V, idx, (1 - beta2) * g ** 2)
         _scale_touched_rows(Mo, idx, beta1)
         np.add.at(Mo, idx, (1 - beta1) * g ** 2)  # quirk: squared gradient in the first moment
-        t_new = t[idx] + 1
-        _scatter_set_last_wins(t, idx, t_new)
+        t_new = t[idx] + 1  # each occurrence's correction: old counter + 1
+        np.add.at(t, idx, 1.0)  # the stored counter grows by the number of occurrences
         correction = 1 - beta1 ** t_new
         g_hat = (Mo[idx] / correction) / (np.sqrt(V[idx] / correction) + EPS_ADAPT)
     else:

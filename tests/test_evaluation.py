@@ -161,3 +161,28 @@ def test_errors(test_df):
         run_eval(model, test_df, item_key="Foo")
     with pytest.raises(ValueError, match="not trained"):
         run_eval(GRU4Rec(), test_df)
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
+def test_item_list_holding_the_target_ranks_like_the_original(mode, test_df):
+    """Ranking against an item list (spec 10.1 step 7, `--test_against_items`): where the list
+    holds the target, the rank is the original's count over the list items alone, in every
+    tie mode (the relu model scores many items exactly alike)."""
+    model = H.small_model("relu")
+    items = list(model.itemidmap.index[::2])
+    cand = model.itemidmap[items].to_numpy()
+    res = run_eval(model, test_df, items=items, cut_off=CUTS, batch_size=64, mode=mode, return_ranks=True)
+    want, got, ties = [], [], 0
+    pos = 0
+    for seq in H.brute_sessions(model, test_df):
+        for t, scores in enumerate(H.session_scores(model, seq[:-1])):
+            target = seq[t + 1]
+            if target in set(cand):
+                s, others = scores[target], scores[cand]
+                gt, eq = int((others > s).sum()), int((others == s).sum())
+                ties += eq > 1
+                want.append({"standard": gt + 1, "conservative": gt + eq, "median": gt + 0.5 * (eq - 1) + 1}[mode])
+                got.append(res.ranks[pos])
+            pos += 1
+    assert pos == res.n and 0 < len(want) < pos and ties > 0
+    np.testing.assert_array_equal(got, want)

@@ -267,10 +267,25 @@ def test_sparse_adagrad_duplicates_by_hand():
     np.testing.assert_allclose(P[0], [1.0, 1.0], atol=TOL)
     np.testing.assert_allclose(P[1], 1.0 - 0.1 * (g0 + g1), atol=TOL)  # scatter ADD of both
     np.testing.assert_allclose(P[2], 1.0 - 0.1 * g2, atol=TOL)
-    # scatter SET of the accumulator: unspecified in the original; any one occurrence survives
-    assert any(np.allclose(state["acc"][1], c) for c in ([2.0, 1.0], [5.0, 2.0]))
-    # ... and this reference documents "last occurrence wins"
-    np.testing.assert_allclose(state["acc"], [[0, 0], [5, 2], [9, 0]], atol=TOL)
+    # the accumulator gets every occurrence's g**2 (spec 7.4, Theano's rewrite):
+    # A_1 = 1 + [1, 0] + [4, 1] = [6, 2], A_2 = [9, 0]
+    np.testing.assert_allclose(state["acc"], [[0, 0], [6, 2], [9, 0]], atol=TOL)
+
+
+def test_sparse_adagrad_summed_by_hand():
+    # the official ports: g_1 = [1, 0] + [2, 1] = [3, 1] first, then one step from A_1 = [1, 1]:
+    # A_1 = [1 + 9, 1 + 1] = [10, 2]; P_1 = 1 - 0.1 * [3/sqrt(10), 1/sqrt(2)]
+    P = np.ones((3, 2))
+    state = {"acc": np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])}
+    cfg = dict(adapt="adagrad", adapt_params=[], learning_rate=0.1, momentum=0.5, lmbd=0.0,
+               sparse_updates="summed")
+    ref.sparse_update(P, state, [1, 2, 1], [[1.0, 0.0], [3.0, 0.0], [2.0, 1.0]], cfg)
+    e = 1e-6
+    step1 = 0.1 * np.array([3 / math.sqrt(10 + e), 1 / math.sqrt(2 + e)])
+    np.testing.assert_allclose(state["acc"], [[0, 0], [10, 2], [9, 0]], atol=TOL)
+    np.testing.assert_allclose(P[1], 1.0 - step1, atol=TOL)  # one momentum step: v = -step
+    np.testing.assert_allclose(state["vel"][1], -step1, atol=TOL)
+    np.testing.assert_allclose(P[2], [1.0 - 0.1 * 3 / math.sqrt(9 + e), 1.0], atol=TOL)
 
 
 def test_sparse_sgd_momentum_duplicates_two_steps():
@@ -309,15 +324,16 @@ def test_sparse_rmsprop_scales_row_once_then_adds_every_occurrence():
 
 def test_sparse_adam_quirks():
     # beta1 0.9, beta2 0.999, idx [0, 0], g [2, 2], fresh state:
-    # V = 0.001*(4+4) = 0.008; first moment gets g^2: Mo = 0.1*(4+4) = 0.8; t = 1 (set once)
-    # g_hat = (0.8/0.1) / (sqrt(0.008/0.1) + 1e-6) per occurrence; P[0] -= 0.1 * 2 * g_hat
+    # V = 0.001*(4+4) = 0.008; first moment gets g^2: Mo = 0.1*(4+4) = 0.8
+    # each occurrence corrects with t_old + 1 = 1: g_hat = (0.8/0.1) / (sqrt(0.008/0.1) + 1e-6);
+    # P[0] -= 0.1 * 2 * g_hat; the stored counter grows by the 2 occurrences
     P = np.zeros(2)
     state = {}
     cfg = dict(adapt="adam", adapt_params=[0.9, 0.999], learning_rate=0.1, momentum=0.0, lmbd=0.0)
     ref.sparse_update(P, state, [0, 0], [2.0, 2.0], cfg)
     np.testing.assert_allclose(state["acc"], [0.008, 0.0], atol=TOL)
     np.testing.assert_allclose(state["mom"], [0.8, 0.0], atol=TOL)
-    np.testing.assert_array_equal(state["t"], [1.0, 0.0])
+    np.testing.assert_array_equal(state["t"], [2.0, 0.0])
     g_hat = 8.0 / (math.sqrt(0.08) + 1e-6)
     np.testing.assert_allclose(P, [-0.2 * g_hat, 0.0], atol=1e-10)
 

@@ -121,6 +121,13 @@ CASES = [
     dict(loss="bpr-max", final_act="elu-0.5", embedding=3, adapt="adadelta", adapt_params=[0.95],
          momentum=0.2),
     dict(loss="bpr-max", final_act="elu-0.5", embedding=0, adapt=None, momentum=0.5, lmbd=0.1),
+    # n_sample=0: in-batch negatives only (spec 3.1), every loss
+    dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, n_sample=0, logq=1.0),
+    dict(loss="xe_logit", final_act="softmax_logit", embedding=3, n_sample=0),
+    dict(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, n_sample=0, momentum=0.4),
+    dict(loss="top1-max", final_act="linear", embedding=0, n_sample=0),
+    dict(loss="bpr", final_act="linear", constrained_embedding=True, n_sample=0),
+    dict(loss="top1", final_act="tanh", embedding=3, n_sample=0),
 ]
 
 
@@ -155,7 +162,7 @@ def test_step_matches_reference(case, fused):
     hid = [(rng.random((B, L)) < 0.8).astype(np.float32) / 0.8 for L in layers]
 
     net, f, gnames, wnames, snames = compiled_step(p, W, pop, fused)
-    outs = f(x, y, samples, *H, emb, *hid)
+    outs = f(x, y, *([samples] if S else []), *H, emb, *hid)
     cost, rest = outs[0], outs[1:]
     grads = dict(zip(gnames, rest[:len(gnames)]))
     newW = dict(zip(wnames, rest[len(gnames):len(gnames) + len(wnames)]))
@@ -211,43 +218,64 @@ def test_step_matches_reference(case, fused):
         np.testing.assert_allclose(got, P_, rtol=2e-3, atol=2e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_duplicate_rows_adagrad_momentum(fused):
-    """Duplicates in x, y and the samples: the parameter gets the sum of per-occurrence steps,
-    each scaled by its own accumulator value; the stored accumulator and velocity rows are one
-    of the per-occurrence writes (spec 7.4)."""
+def duplicate_step(fused, **kw):
+    """One step with repeated rows in x, y and the samples; returns the inputs, the
+    per-occurrence gradients, the new weights and the new optimizer states."""
     rng = np.random.default_rng(3)
-    p = make_params(loss="bpr-max", final_act="elu-1", constrained_embedding=True, momentum=0.3)
+    p = make_params(loss="bpr-max", final_act="elu-1", constrained_embedding=True, momentum=0.3, **kw)
     B = p["batch_size"]
     W = random_weights(p, rng)
-    pop = np.ones(N, np.float32)
-    x = np.array([1, 1, 2], np.int32)
-    y = np.array([2, 5, 5], np.int32)
-    samples = np.array([5, 1, 7, 7], np.int32)
+    x, y, samples = np.array([1, 1, 2], np.int32), np.array([2, 5, 5], np.int32), np.array([5, 1, 7, 7], np.int32)
     H = [rng.normal(0, 0.5, (B, 4)).astype(np.float32)]
-    net, f, gnames, wnames, snames = compiled_step(p, W, pop, fused)
-    ones = [np.ones((B, 4), np.float32)]
-    outs = f(x, y, samples, *H, np.ones((B, 4), np.float32), *ones)
-    grads = dict(zip(gnames, outs[1:1 + len(gnames)]))
-    newW = dict(zip(wnames, outs[1 + len(gnames):1 + len(gnames) + len(wnames)]))
-    newS = dict(zip(snames, outs[1 + len(gnames) + len(wnames):1 + len(gnames) + len(wnames) + len(snames)]))
-    idx = np.r_[x, y, samples]
-    g = grads["Wy"].astype(np.float64)
-    acc_k = g ** 2  # accumulators start at zero
-    step_k = -p["learning_rate"] * g / np.sqrt(acc_k + 1e-6)  # velocity starts at zero
-    expected = W["Wy"].astype(np.float64).copy()
-    np.add.at(expected, idx, step_k)
-    np.testing.assert_allclose(newW["Wy"][:-1], expected, rtol=1e-4, atol=1e-6)
-    # summing duplicate gradients first would give a different parameter
-    summed = np.zeros_like(expected)
-    np.add.at(summed, idx, g)
-    coalesced = W["Wy"] - p["learning_rate"] * summed / np.sqrt(summed ** 2 + 1e-6)
-    assert not np.allclose(newW["Wy"][:-1], coalesced, rtol=1e-4, atol=1e-6)
-    for row in np.unique(idx):
-        cands = [acc_k[k] for k in np.flatnonzero(idx == row)]
-        assert any(np.allclose(newS[("Wy", "acc")][row], c, rtol=1e-5, atol=1e-8) for c in cands)
-        vcands = [step_k[k] for k in np.flatnonzero(idx == row)]
-        assert any(np.allclose(newS[("Wy", "vel")][row], c, rtol=1e-4, atol=1e-7) for c in vcands)
+    ones = np.ones((B, 4), np.float32)
+    _, f, gnames, wnames, snames = compiled_step(p, W, np.ones(N, np.float32), fused)
+    outs = f(x, y, samples, *H, ones, ones)
+    n_g, n_w = len(gnames), len(wnames)
+    grads = dict(zip(gnames, outs[1:1 + n_g]))
+    newW = dict(zip(wnames, outs[1 + n_g:1 + n_g + n_w]))
+    newS = dict(zip(snames, outs[1 + n_g + n_w:1 + n_g + n_w + len(snames)]))
+    return p, W, np.r_[x, y, samples], np.r_[y, samples], grads, newW, newS
+
+
+ADAM = dict(adapt="adam", adapt_params=[0.9, 0.99])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("sparse_updates", ["per-occurrence", "summed"])
+@pytest.mark.parametrize("opt", [{}, ADAM], ids=["adagrad", "adam"])
+def test_duplicate_rows_match_reference(fused, sparse_updates, opt):
+    """Repeated rows (spec 7.4): per occurrence, the accumulator (and Adam's counter) gets every
+    occurrence and the parameter the sum of the per-occurrence steps; summed, one step per
+    distinct row from the summed gradient. Both against the float64 reference, fed with the
+    per-occurrence gradients of the step."""
+    *_, grads, _, _ = duplicate_step(fused, **opt)  # per-occurrence gradients of the same step
+    p, W, idx_wy, idx_by, _, newW, newS = duplicate_step(fused, sparse_updates=sparse_updates, **opt)
+    cfg = dict(ref_cfg(p, None), sparse_updates=sparse_updates)
+    for name, idx in (("Wy", idx_wy), ("By", idx_by)):
+        P_, state = W[name].astype(np.float64), {}
+        ref.sparse_update(P_, state, idx, grads[name].astype(np.float64), cfg)
+        np.testing.assert_allclose(newW[name][:-1], P_, rtol=1e-4, atol=1e-6, err_msg=name)
+        for k, v in state.items():
+            got = newS[(name, k)][:-1]
+            if k == "vel" and sparse_updates == "per-occurrence":  # one of the writes survives
+                once = np.flatnonzero(np.bincount(idx, minlength=N) == 1)
+                got, v = got[once], v[once]
+            np.testing.assert_allclose(got, v, rtol=1e-4, atol=1e-6, err_msg=f"{name} {k}")
+            if k != "t":  # the padding row stays zero (its step counter may count, unused)
+                np.testing.assert_array_equal(newS[(name, k)][-1], 0)
+        np.testing.assert_array_equal(newW[name][-1], 0)
+    if opt:  # a row's counter grows by its number of occurrences, or by one when summed
+        counts = np.bincount(idx_wy, minlength=N)
+        expect = counts if sparse_updates == "per-occurrence" else np.minimum(counts, 1)
+        np.testing.assert_array_equal(newS[("Wy", "t")][:-1, 0], expect)
+
+
+def test_summed_and_per_occurrence_updates_differ():
+    """The two lineages give different parameters when rows repeat (else the test above
+    could not tell them apart)."""
+    a = duplicate_step(False)[5]["Wy"]
+    b = duplicate_step(False, sparse_updates="summed")[5]["Wy"]
+    assert not np.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("fused", [True, False])
