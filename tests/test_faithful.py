@@ -125,3 +125,11 @@ def test_rsc15_accuracy_reaches_the_official_port():
     model.fit(train, progress=False)
     res = evaluate(model, test, cut_off=[20], progress=False)
     assert res.recall[20] >= 0.671 and res.mrr[20] >= 0.349, (res.recall[20], res.mrr[20])
+
+
+def test_precision_flag_of_run_py(tmp_path):
+    """run.py --precision takes float32 or tf32; anything else is one line and status 1."""
+    cyclic_sessions(40).to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), str(tmp_path / "train.tsv"), "--precision", "bf16"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "precision" in r.stderr
