@@ -295,6 +295,7 @@ def self_versions():
     v = {p: _version(md, p) for p in ("pytensor", "jax", "jaxlib", "numpy", "pandas")}
     v["python"] = platform.python_version()
     v["commit"] = _git_commit(ROOT)
+    v["uncommitted_changes"] = _git_modified(ROOT, "gru4rec", "run.py")
     return v
 
 
@@ -317,6 +318,16 @@ def _version(md, name):
         return None
 
 
+def _git_modified(path, *paths):
+    """Files of the package with uncommitted changes at the time of the run (what ran is not HEAD then)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", *paths],
+                             capture_output=True, text=True)
+    except OSError:
+        return None
+    return [line[3:] for line in out.stdout.splitlines()]
+
+
 def _git_commit(path):
     try:
         out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -336,6 +347,8 @@ def parse_args(argv):
     p.add_argument("--peer-json", help="reuse the port's runs from a JSON file written by --json")
     p.add_argument("--no-self", action="store_true", help="run only the port (to save its results)")
     p.add_argument("--n-epochs", type=int, help="override n_epochs (quick checks; not for the record)")
+    p.add_argument("--self-params", default="", metavar="NAME=VALUE,...",
+                   help="extra parameters for this package only, e.g. sparse_updates=summed")
     p.add_argument("--json", help="write machine, versions, commands and per-run numbers here")
     args = p.parse_args(argv)
     if args.runs < 1:
@@ -363,6 +376,7 @@ def saved_peer(path, key, params):
     for r in peer["runs"]:  # JSON turned the cut-off keys into strings
         r["recall"] = {int(k): v for k, v in r["recall"].items()}
         r["mrr"] = {int(k): v for k, v in r["mrr"].items()}
+    peer["mean"] = summarize(peer["runs"])
     return peer, saved
 
 
@@ -378,9 +392,10 @@ def run_config(key, args, tmp):
         if peer is not None:
             result["peer"] = dict(peer, reused_from=args.peer_json)
     if not args.no_self:
-        runs = run_side(f"{key} this package", lambda i: self_command(train, test, params, cfg["eval_type"], 42 + i),
+        own = OrderedDict(params, **dict(kv.split("=", 1) for kv in args.self_params.split(",") if kv))
+        runs = run_side(f"{key} this package", lambda i: self_command(train, test, own, cfg["eval_type"], 42 + i),
                         args.runs, params["n_epochs"], cwd=ROOT)
-        result["self"] = dict(params=to_param_string(params), runs=runs, mean=summarize(runs))
+        result["self"] = dict(params=to_param_string(own), runs=runs, mean=summarize(runs))
     if args.peer:
         ptrain, ptest = decompressed([train, test], tmp)
         runs = run_side(f"{key} port", lambda i: peer_command(args.peer_python, args.peer, ptrain, ptest, params,
@@ -401,7 +416,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)  # so the temporary folder and the child go too
     keys = list(CONFIGS) if args.config == "all" else [args.config]
     report = dict(machine=machine(), argv=sys.argv if argv is None else argv, runs=args.runs,
-                  n_epochs_override=args.n_epochs, versions={}, configs={})
+                  n_epochs_override=args.n_epochs, self_params=args.self_params, versions={}, configs={})
     tmp = tempfile.mkdtemp(prefix="gru4rec_faithfulness_")
     try:
         for key in keys:

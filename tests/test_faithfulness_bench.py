@@ -97,3 +97,19 @@ def test_acceptance_and_table():
                   acceptance=acc)
     table = fb.format_table("a", result)
     assert "Recall@20" in table and "-1.52%" in table and "PASS" in table
+
+
+def test_saved_peer_round_trip(tmp_path):
+    """Port runs saved with --json and read back with --peer-json (JSON turns cut-offs into strings)."""
+    params = fb.config_params(fb.CONFIGS["a"])
+    runs = [fb.parse_output(PEER_OUTPUT)]
+    peer = dict(params=fb.to_param_string(fb.to_peer_params(params)), runs=runs, mean=fb.summarize(runs))
+    path = tmp_path / "peer.json"
+    path.write_text(fb.json.dumps(dict(configs=dict(a=dict(peer=peer)), versions=dict(peer=dict(torch="x")))))
+    got, saved = fb.saved_peer(path, "a", params)
+    assert got["mean"]["recall"][20] == 0.5 and got["runs"][0]["mrr"][5] == 0.12
+    assert saved["versions"]["peer"]["torch"] == "x"
+    assert fb.acceptance(fb.summarize([fb.parse_output(SELF_OUTPUT)]), got["mean"], 0.02)["passed"] is False
+    assert fb.saved_peer(path, "b", fb.config_params(fb.CONFIGS["b"]))[0] is None
+    with pytest.raises(fb.BenchError):
+        fb.saved_peer(path, "a", fb.config_params(fb.CONFIGS["a"], n_epochs=1))
