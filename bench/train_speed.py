@@ -29,25 +29,20 @@ def child(args):
     sys.path.insert(0, str(ROOT))
     import contextlib
     import io
-    import numpy as np
     from gru4rec import GRU4Rec
     from gru4rec.data import load
     df = load(args.data)
     with contextlib.redirect_stdout(io.StringIO()):
         model = GRU4Rec.from_param_string(args.params, backend=args.backend, device=args.device,
                                           steps_per_call=args.steps_per_call)
-    out = io.StringIO()
     t0 = time.time()
-    with contextlib.redirect_stdout(out):
-        model.fit(df, progress=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.fit(df, show_progress=False)
     total = time.time() - t0
-    line = [l for l in out.getvalue().splitlines() if l.startswith("Epoch1")][0]
-    dt = float(line.split("(")[1].split("s)")[0])
-    mbps = float(line.split("[")[1].split(" mb/s")[0])
-    eps = float(line.split("| ")[1].split(" e/s")[0])
-    print(json.dumps({"epoch_seconds": dt, "mb_per_s": mbps, "events_per_s": eps,
-                      "compile_seconds": model.compile_seconds, "fit_seconds": total,
-                      "loss": float(line.split("loss: ")[1].split()[0]),
+    epoch = model.history[0]
+    print(json.dumps({"epoch_seconds": epoch.seconds, "mb_per_s": epoch.mb_per_s,
+                      "events_per_s": epoch.events_per_s, "compile_seconds": model.compile_seconds,
+                      "fit_seconds": total, "loss": epoch.loss,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

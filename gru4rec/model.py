@@ -1,12 +1,9 @@
-"""The GRU4Rec network (spec 4), its initialisation (spec 8) and the compiled training step.
+"""The GRU4Rec network (spec 4) and its initialisation (spec 8); training is in
+`gru4rec.training`.
 
-One training call runs K session-parallel minibatches inside a `scan`: the weights, the
-optimizer state and the hidden states are scan carries, so the item matrices are updated
-in place on the device and never copied per step. Gradients are taken w.r.t. the gathered
-rows of the item matrices (never the whole matrices) and scattered back (spec 7.4).
-
-Every item matrix has one extra row at index `n_items`: the inactive slots of the shrinking
-tail minibatches point there, their loss and gradient are masked, and that row stays zero.
+The weights are shared variables. Every item matrix has one extra row at index `n_items`:
+the inactive slots of the shrinking tail minibatches point there, their loss and gradient
+are masked, and that row stays zero.
 """
 from collections import OrderedDict
 
@@ -15,9 +12,8 @@ import pytensor
 import pytensor.tensor as pt
 
 from . import backend  # noqa: F401  (float32 and cache set-up before any graph is built)
-from . import ops
-from .losses import activation, loss_sum
-from .optimizers import Optimizer, clip_by_global_norm, sum_duplicates
+from . import ops, training
+from .losses import activation
 from .params import final_act_of
 
 
@@ -79,7 +75,6 @@ class Network:
         self.n_items = n_items
         self.mode = embedding_mode(p)
         self.final_act = final_act_of(p)
-        self.opt = Optimizer(p["adapt"], p["adapt_params"], p["learning_rate"], p["momentum"], p["lmbd"])
         weights = init_weights(n_items, p) if weights is None else weights
         self.sparse = sparse_names(p)
         self.W = OrderedDict()
@@ -92,6 +87,11 @@ class Network:
     @property
     def pad(self):
         return self.n_items
+
+    @property
+    def input_size(self):
+        """Width of the first layer's input (embedding, item matrix row or one-hot)."""
+        return input_size(self.p, self.n_items)
 
     def weights(self):
         """The weights as numpy arrays, without the padding row."""
@@ -142,148 +142,15 @@ class Network:
         act = "softmax" if self.final_act == "softmax_logit" else self.final_act
         return activation(act)(scores), new_H
 
-    # training step -------------------------------------------------------------------------
-    def step(self, W, S, H, x, y, active, reset, samples, valid, emb_mask, hid_masks, logpop):
-        """One minibatch (spec 3.2) on the B slots; returns (new W, new S, new H, cost, grads).
-
-        W: weights by name, S: optimizer states by (weight name, state name), H: hidden states.
-        active/reset: float (B,) masks; samples: (n_sample,) item indices or None; valid: 0
-        for an all-padding step, which then changes nothing. grads maps each weight name to its
-        gradient (the gathered-row gradient for item matrices)."""
-        p, B = self.p, self.p["batch_size"]
-        n_sample = 0 if samples is None else p["n_sample"]
-        if samples is not None:
-            samples = pt.switch(valid > 0, samples, self.pad)
-            y_all = pt.concatenate([y, samples])
-        else:
-            y_all = y
-        colmask = pt.concatenate([active, pt.ones((n_sample,), "float32")]) if n_sample else active
-        rows, idx = OrderedDict(), OrderedDict()
-        if self.mode == "shared":
-            idx["Wy"] = pt.concatenate([x, y_all])
-            rows["Wy"] = W["Wy"][idx["Wy"]]
-            inp, out_w = rows["Wy"][:B], rows["Wy"][B:]
-        else:
-            first = "E" if self.mode == "separate" else "Wx0"
-            idx[first], idx["Wy"] = x, y_all
-            rows[first], rows["Wy"] = W[first][x], W["Wy"][y_all]
-            inp, out_w = rows[first], rows["Wy"]
-        idx["By"] = y_all
-        rows["By"] = W["By"][y_all]
-        out, new_H = self.forward(W, inp, H, emb_mask, hid_masks)
-        logq_cols = None
-        if p["logq"]:
-            logq_cols = logpop[y]
-            if n_sample:
-                logq_cols = pt.concatenate([logq_cols, p["sample_alpha"] * logpop[samples]])
-        if self.fused_loss:
-            cost = ops.score_loss(out, out_w, rows["By"], logq_cols, active, colmask, p["loss"],
-                                  self.final_act, p["bpreg"], p["logq"]) / B
-        else:
-            R = pt.dot(out, out_w.T) + rows["By"][None, :]
-            if p["logq"]:
-                R = R - p["logq"] * logq_cols[None, :]
-            Y = activation(self.final_act)(R, colmask)
-            cost = loss_sum(p["loss"], Y, active, colmask, n_sample, p["bpreg"], p["smoothing"]) / B
-        dense = [n for n in W if n not in self.sparse]
-        wrt = [rows[n] for n in self.sparse] + [W[n] for n in dense]
-        g = OrderedDict(zip(self.sparse + dense, pytensor.grad(cost, wrt)))
-        if p["sparse_updates"] == "summed":
-            for n in self.sparse:
-                idx[n], g[n] = sum_duplicates(idx[n], g[n], self.pad)
-        g = OrderedDict(zip(g, clip_by_global_norm(list(g.values()), p["grad_cap"])))
-        new_W, new_S = OrderedDict(), OrderedDict()
-        keep = (1 - reset) * active
-        for name in W:
-            st = {k: S[(name, k)] for k in self.opt.state_names()}
-            if name in self.sparse and self.fused_update:
-                new_W[name], ns = ops.sparse_adagrad(W[name], idx[name], g[name], st, self.opt.lr,
-                                                     self.opt.momentum, self.opt.lmbd)
-            elif name in self.sparse:
-                new_W[name], ns = self.opt.sparse(W[name], idx[name], g[name], st)
-            else:
-                new_W[name], ns = self.opt.dense(W[name], g[name], st)
-                new_W[name] = pt.switch(valid > 0, new_W[name], W[name])
-                ns = {k: pt.switch(valid > 0, v, st[k]) for k, v in ns.items()}
-            for k in st:
-                new_S[(name, k)] = ns.get(k, st[k])
-        new_H = [h * keep[:, None] for h in new_H]
-        return new_W, new_S, new_H, cost, g
-
+    # one training step outside the compiled loop -----------------------------------------
+    # The unit tests (tests/test_step.py, tests/test_ops.py) build single steps through these
+    # two with positional inputs; training itself goes through gru4rec.training.
     def init_state(self):
-        """Zero optimizer state and hidden states as shared variables."""
-        self.S = OrderedDict()
-        for name, var in self.W.items():
-            v = var.get_value()
-            for k in self.opt.state_names():
-                self.S[(name, k)] = pytensor.shared(np.zeros_like(v), name=f"{name}_{k}", shape=v.shape)
-        B = self.p["batch_size"]
-        self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"H{i}", shape=(B, L))
-                  for i, L in enumerate(self.p["layers"])]
+        """Zero optimizer state as shared variables in `self.S` (see training.optimizer_state)."""
+        self.S = training.optimizer_state(self)
 
-    def compile_train(self, K, store_rows, mode, seed):
-        """f(x, y, active, reset, offset) -> per-step costs (K,), running K minibatches;
-        compiled and already run once.
-
-        x, y, active, reset are (K, B) slices of the epoch schedule; offset is the first row
-        of the sample store to use. Dropout masks are drawn on the device."""
-        p, B = self.p, self.p["batch_size"]
-        self.init_state()
-        n_sample = p["n_sample"]
-        X = pt.tensor("x", dtype="int32", shape=(K, B))
-        Y = pt.tensor("y", dtype="int32", shape=(K, B))
-        A = pt.tensor("active", dtype="float32", shape=(K, B))
-        R = pt.tensor("reset", dtype="float32", shape=(K, B))
-        off = pt.scalar("offset", dtype="int32")
-        valid = (A.sum(axis=1) > 0).astype("float32")
-        seqs = [X, Y, A, R, valid]
-        has = {}
-        if n_sample:
-            self.store = pytensor.shared(np.zeros((store_rows, n_sample), np.int32), name="store",
-                                         shape=(store_rows, n_sample))
-            seqs.append(self.store[off + pt.arange(K)])
-        rng = pt.random.shared_rng(seed=seed, name="dropout_rng")
-        rng_state = [rng]
-
-        def masks(prob, width):
-            keep = 1.0 - prob
-            rng_state[0], u = rng_state[0].uniform(0, 1, size=(K, B, width), dtype="float32")
-            return (u < keep).astype("float32") / np.float32(keep)
-
-        has["emb"] = self.mode != "none" and p["dropout_p_embed"] > 0
-        if has["emb"]:
-            seqs.append(masks(p["dropout_p_embed"], input_size(p, self.n_items)))
-        has["hid"] = p["dropout_p_hidden"] > 0
-        if has["hid"]:
-            seqs += [masks(p["dropout_p_hidden"], L) for L in p["layers"]]
-        logpop = pt.constant(np.r_[np.log(self.pop), 0].astype(np.float32)) if p["logq"] else None
-        wn, sn, nl = list(self.W), list(self.S), len(p["layers"])
-
-        def body(*args):
-            it = iter(args)
-            x, y, a, r, v = (next(it) for _ in range(5))
-            samples = next(it) if n_sample else None
-            emb_mask = next(it) if has["emb"] else None
-            hid = [next(it) for _ in range(nl)] if has["hid"] else None
-            W = OrderedDict((n, next(it)) for n in wn)
-            S = OrderedDict((k, next(it)) for k in sn)
-            H = [next(it) for _ in range(nl)]
-            nW, nS, nH, cost, _ = self.step(W, S, H, x, y, a, r, samples, v, emb_mask, hid, logpop)
-            return list(nW.values()) + list(nS.values()) + nH + [cost]
-
-        carries = list(self.W.values()) + list(self.S.values()) + self.H
-        outs = pytensor.scan(body, sequences=seqs, outputs_info=carries + [None], n_steps=K,
-                             return_updates=False, mode=mode)
-        updates = [(var, o[-1]) for var, o in zip(carries, outs[:-1])]
-        if rng_state[0] is not rng:
-            updates.append((rng, rng_state[0]))
-        # without negative samples (n_sample=0) the store offset is unused, and that is fine
-        f = pytensor.function([X, Y, A, R, off], outs[-1], updates=updates, mode=mode,
-                              on_unused_input="raise" if n_sample else "ignore")
-        f.trust_input = True  # callers hand over arrays of the right types, possibly device arrays
-        # One all-padding call compiles the JIT backends now, not in the first epoch; it changes
-        # no weight, state or hidden state.
-        idle = np.full((K, B), self.pad, np.int32)
-        np.asarray(f(idle, idle, np.zeros((K, B), np.float32), np.zeros((K, B), np.float32),
-                     np.asarray(0, np.int32)))
-        return f
+    def step(self, W, S, H, x, y, active, reset, samples, valid, emb_mask, hid_masks, logpop):
+        """training.step on positional inputs: (new W, new S, new H, cost, gradients)."""
+        inp = training.StepInputs(x, y, active, reset, samples, valid, emb_mask, hid_masks)
+        new, cost, g = training.step(self, training.Carry(W, S, H), inp, logpop)
+        return new.W, new.S, new.H, cost, g

@@ -1,4 +1,5 @@
-"""The public `GRU4Rec` class: parameters, the training loop (spec 3), save and load."""
+"""The public `GRU4Rec` class: parameters, training (spec 3, through gru4rec.training), save
+and load."""
 import sys
 import time
 from collections import OrderedDict
@@ -9,9 +10,10 @@ import pandas as pd
 from . import params as P
 from . import serialization
 from .backend import mode_for
-from .data import check_batch_size, prepare, session_parallel_schedule
+from .data import check_batch_size, prepare
 from .model import Network
 from .sampling import SampleStore
+from .training import Trainer
 
 
 class GRU4Rec:
@@ -40,6 +42,7 @@ class GRU4Rec:
         self.net = None
         self.itemidmap = None
         self.error_during_train = False
+        self.history = []  # an EpochRecord per epoch of the last fit
         if params:
             self._apply([(k, v) for k, v in params.items()], verbose=False)
 
@@ -86,60 +89,65 @@ class GRU4Rec:
 
     # training --------------------------------------------------------------------------------
     def fit(self, data, sample_store=10000000, store_type="gpu", session_key=None, item_key=None,
-            time_key=None, progress=None):
+            time_key=None, progress=None, callback=None, show_progress=None):
         """Trains on a DataFrame of events (session id, item id, time) as spec 3 describes.
 
-        Prints the sort message, the sample store line and one line per epoch. `progress`
-        (default: when stdout is a terminal) shows a progress bar per epoch."""
+        Prints the sort message, the sample store line and one line per epoch, and keeps each
+        epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
+        `self.history`; `callback(record)` is called after every epoch. On a NaN it prints
+        the NaN line, sets `error_during_train` and stops (the aborted epoch has no record).
+        `show_progress` (or its older name `progress`; default: when stdout is a terminal)
+        shows a progress bar per epoch."""
+        td = self._training_data(data, session_key, item_key, time_key)
+        trainer, sampler = self._trainer(td, sample_store, store_type)
+        p = self.params
+        order_rng = np.random.RandomState(p["seed"]) if p["train_random_order"] else None
+        if show_progress is None:
+            show_progress = sys.stdout.isatty() if progress is None else progress
+        self.history = []
+        for record in trainer.epochs(td, sampler, p["n_epochs"], order_rng, show_progress):
+            if record is None:
+                print(f"Epoch{len(self.history) + 1}: NaN error!")
+                self.error_during_train = True
+                break
+            print(record.line())
+            self.history.append(record)
+            if callback is not None:
+                callback(record)
+        return self
+
+    def _training_data(self, data, session_key, item_key, time_key):
+        """The events as TrainingData (spec 2), checked for enough sessions before anything
+        is compiled; the column names given here become the model's."""
         p = self.params
         keys = [session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"]]
         self.params.update(zip(("session_key", "item_key", "time_key"), keys))
         self.error_during_train = False
         td = prepare(data, *keys, time_sort=p["time_sort"])
+        check_batch_size(len(td.base_order), p["batch_size"])
+        return td
+
+    def _trainer(self, td, sample_store, store_type):
+        """A fresh network and its compiled Trainer, and the sample store (None without
+        samples); prints the sample store line."""
+        p = self.params
         n_items = len(td.itemids)
-        B, K, S = p["batch_size"], self.steps_per_call, p["n_sample"]
-        n_sessions = len(td.base_order)
-        check_batch_size(n_sessions, B)  # before anything is compiled
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
-        mode = mode_for(self.backend, self.device, self.precision)
+        mode = mode_for(self.backend, self.device, self.precision)  # sets the device of what follows
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
-        order_rng = np.random.RandomState(p["seed"])
-        store = None
-        if S:
-            store = SampleStore(td.pop, S, p["sample_alpha"], sample_store, K, np.random.default_rng(p["seed"]))
+        K = self.steps_per_call
+        sampler = None
+        if p["n_sample"]:
+            sampler = SampleStore(td.pop, p["n_sample"], p["sample_alpha"], sample_store, K,
+                                  np.random.default_rng(p["seed"]))
         t0 = time.time()
-        train = self.net.compile_train(K, store.n_rows if store else 0, mode, seed=p["seed"])
+        trainer = Trainer(self.net, K, mode, store_rows=sampler.n_rows if sampler else 0, seed=p["seed"])
         self.compile_seconds = time.time() - t0
-        if store:
-            self.net.store.set_value(store.block)
-            kind = "CPU" if store_type == "cpu" else "GPU"
-            print(f"Created sample store with {store.n_rows} batches of samples (type={kind})")
-        pad = self.net.pad
-        if progress is None:
-            progress = sys.stdout.isatty()
-        for epoch in range(p["n_epochs"]):
-            t0 = time.time()
-            for h in self.net.H:
-                h.set_value(np.zeros(h.get_value().shape, np.float32))
-            order = order_rng.permutation(n_sessions) if p["train_random_order"] else td.base_order
-            sched = session_parallel_schedule(td.items, td.offsets, order, B, pad, stop_below_two=(S == 0))
-            n_steps = sched.n_steps
-            sched = sched.padded(K, pad)
-            bar = _bar(n_steps, f"Epoch{epoch + 1}") if progress else None
-            costs = run_schedule(train, self.net, sched, store, K, self.backend == "jax", bar)
-            if bar is not None:
-                bar.close()
-            if costs is None:
-                print(f"Epoch{epoch + 1}: NaN error!")
-                self.error_during_train = True
-                return self
-            costs = costs[:n_steps]
-            M = sched.active[:n_steps].sum(axis=1)
-            avg = float((costs * M).sum() / M.sum()) if M.sum() else float("nan")
-            dt = time.time() - t0
-            print(f"Epoch{epoch + 1} --> loss: {avg:.6f} \t({dt:.2f}s) \t"
-                  f"[{n_steps / dt:.2f} mb/s | {M.sum() / dt:.0f} e/s]")
-        return self
+        if sampler:
+            trainer.store.set_value(sampler.block)
+            print(f"Created sample store with {sampler.n_rows} batches of samples "
+                  f"(type={'CPU' if store_type == 'cpu' else 'GPU'})")
+        return trainer, sampler
 
     # save / load -----------------------------------------------------------------------------
     def save(self, path):
@@ -183,41 +191,3 @@ class GRU4Rec:
         """Forgets the state of the given live sessions (all when None)."""
         from .predict import live
         return live(self).drop(session_ids)
-
-
-def run_schedule(train, net, sched, store, steps_per_call, on_jax, bar=None):
-    """Runs a padded schedule through the compiled step, K steps per call; returns the
-    per-step costs, or None on a NaN.
-
-    One call stays in flight while the previous one's costs are read: the device never
-    idles, and the progress bar and the NaN check follow the real work. With JAX the
-    schedule goes to the device once and each call gets views of it."""
-    K = steps_per_call
-    n_calls = len(sched.x) // K
-    chunks = [a.reshape(n_calls, K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
-    if on_jax:
-        import jax
-        chunks = [jax.device_put(a) for a in chunks]
-    costs, pending = [], None
-    for c in range(n_calls + 1):
-        launched = None
-        if c < n_calls:
-            off = 0
-            if store:
-                off, block = store.take()
-                if block is not None:
-                    net.store.set_value(block)
-            launched = train(*(a[c] for a in chunks), np.asarray(off, np.int32))
-        if pending is not None:
-            costs.append(np.asarray(pending))
-            if np.isnan(costs[-1]).any():
-                return None
-            if bar is not None:
-                bar.update(min(K, bar.total - bar.n))
-        pending = launched
-    return np.concatenate(costs)
-
-
-def _bar(total, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="mb", leave=False, file=sys.stderr)

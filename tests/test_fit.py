@@ -58,6 +58,21 @@ def test_other_modes_train(synthetic_train, ps, capsys):
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
 
 
+def test_history_and_callback_match_the_epoch_lines(synthetic_train, capsys):
+    """model.history holds one record per epoch, the callback gets the same records as they
+    finish, and each record's line is the printed epoch line."""
+    seen = []
+    model = GRU4Rec(layers=[8], n_epochs=2, batch_size=4, n_sample=8)
+    model.fit(small(synthetic_train), callback=seen.append, show_progress=False)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+    assert seen == model.history and [r.epoch for r in seen] == [1, 2]
+    assert [r.line() for r in seen] == lines and all(EPOCH.match(l) for l in lines)
+    n_pairs = sum(len(s) - 1 for _, s in small(synthetic_train).groupby("SessionId"))
+    for r in seen:
+        assert r.events == n_pairs and r.mb_per_s == pytest.approx(r.minibatches / r.seconds)
+        assert r.events_per_s == pytest.approx(n_pairs / r.seconds) and np.isfinite(r.loss)
+
+
 def test_fit_leaves_frame_and_uses_keys(synthetic_train):
     df = small(synthetic_train).rename(columns={"SessionId": "s", "ItemId": "i", "Time": "t"})
     before = df.copy()
@@ -155,6 +170,7 @@ def test_nan_stops_training_and_flags_model(synthetic_train, capsys):
     out = capsys.readouterr().out
     assert "Epoch1: NaN error!" in out and "Epoch2" not in out
     assert model.error_during_train
+    assert model.history == []  # the aborted epoch has no record
 
 
 @pytest.mark.slow

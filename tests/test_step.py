@@ -2,7 +2,7 @@
 
 For each loss, embedding mode and depth: the cost, every gradient (per gathered row for the
 item matrices, against central differences of the reference) and the optimizer update.
-A multi-step test runs the scan of `compile_train` over the worked example of spec 3.1a
+A multi-step test runs the scan of the compiled `Trainer` call over the worked example of spec 3.1a
 (shrinking tail, resets) and replays it with the reference slot by slot.
 """
 import numpy as np
@@ -15,6 +15,7 @@ from gru4rec import ops
 from gru4rec import params as P
 from gru4rec.backend import mode_for
 from gru4rec.model import Network, init_weights, sparse_names
+from gru4rec.training import Trainer
 
 N = 9
 
@@ -280,7 +281,7 @@ def test_summed_and_per_occurrence_updates_differ():
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_scan_matches_reference_on_worked_example(fused):
-    """compile_train over spec 3.1a (B=2, 4 steps, the last with one slot): final weights equal
+    """The compiled Trainer call over spec 3.1a (B=2, 4 steps, the last with one slot): final weights equal
     four reference steps on the active slots only, with resets after session ends."""
     from gru4rec.data import session_parallel_schedule
     rng = np.random.default_rng(11)
@@ -295,10 +296,10 @@ def test_scan_matches_reference_on_worked_example(fused):
     assert sched.n_steps == 4 and sched.active.sum() == 7
     K = 4
     net = Network(p, N, weights=W, pop=pop, fused=fused)
-    train = net.compile_train(K, store_rows=K, mode=mode_for("jax"), seed=0)
+    trainer = Trainer(net, K, mode_for("jax"), store_rows=K, seed=0)
     store = rng.integers(0, N, (K, 3)).astype(np.int32)
-    net.store.set_value(store)
-    costs = np.asarray(train(sched.x, sched.y, sched.active, sched.reset, np.int32(0)))
+    trainer.store.set_value(store)
+    costs = np.asarray(trainer.fn(sched.x, sched.y, sched.active, sched.reset, np.int32(0)))
 
     Wr = to_ref(W, p)
     cfg = ref_cfg(p, pop.astype(np.float64))
@@ -327,7 +328,7 @@ def test_scan_matches_reference_on_worked_example(fused):
     np.testing.assert_allclose(got["By"], Wr["By"], rtol=2e-3, atol=2e-5)
     for k in ("Wx", "Wh", "Wrz", "Bh"):
         np.testing.assert_allclose(got[f"{k}0"], Wr[k][0], rtol=2e-3, atol=2e-5, err_msg=k)
-    np.testing.assert_allclose(net.H[0].get_value(), H, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(trainer.H[0].get_value(), H, rtol=1e-3, atol=1e-5)
 
 
 def test_idle_call_changes_nothing():
@@ -337,19 +338,20 @@ def test_idle_call_changes_nothing():
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     dropout_p_hidden=0.3, adapt="rmsprop", adapt_params=[0.9])
     net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
-    train = net.compile_train(2, store_rows=2, mode=mode_for("jax"), seed=0)
-    net.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
-    for (name, _), s in net.S.items():
+    trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
+    train = trainer.fn
+    trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    for (name, _), s in trainer.S.items():
         v = np.full(s.get_value().shape, 0.5, np.float32)
         if name in sparse_names(p):
             v[-1] = 0  # the padding row's state is zero in a real model
         s.set_value(v)
-    before = {k: v.get_value().copy() for k, v in list(net.W.items()) + list(net.S.items())}
+    before = {k: v.get_value().copy() for k, v in list(net.W.items()) + list(trainer.S.items())}
     idle = np.full((2, 3), N, np.int32)
     zeros = np.zeros((2, 3), np.float32)
     costs = train(idle, idle, zeros, zeros, np.int32(0))
     assert np.all(np.asarray(costs) == 0)
-    for k, v in list(net.W.items()) + list(net.S.items()):
+    for k, v in list(net.W.items()) + list(trainer.S.items()):
         np.testing.assert_array_equal(v.get_value(), before[k], err_msg=str(k))
 
 
@@ -359,13 +361,14 @@ def test_training_call_donates_the_item_matrices():
     rng = np.random.default_rng(2)
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4)
     net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
-    train = net.compile_train(2, store_rows=2, mode=mode_for("jax"), seed=0)
-    net.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
+    train = trainer.fn
+    trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
     x = rng.integers(0, N, (2, 3)).astype(np.int32)
     ones = np.ones((2, 3), np.float32)
     train(x, x, ones, 0 * ones, np.int32(0))  # the first call's inputs were host arrays
-    old = {k: v.get_value(borrow=True) for k, v in [("Wy", net.W["Wy"]), ("acc", net.S[("Wy", "acc")]),
-                                                      ("vel", net.S[("Wy", "vel")])]}
+    old = {k: v.get_value(borrow=True) for k, v in [("Wy", net.W["Wy"]), ("acc", trainer.S[("Wy", "acc")]),
+                                                      ("vel", trainer.S[("Wy", "vel")])]}
     train(x, x, ones, 0 * ones, np.int32(0))
     assert all(a.is_deleted() for a in old.values())
     assert not net.W["Wy"].get_value(borrow=True).is_deleted()
