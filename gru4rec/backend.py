@@ -1,46 +1,74 @@
 """Compiler set-up: float32, cache folders, and the PyTensor mode for a backend/device pair.
 
-Imported first by the package so that PyTensor sees its flags before it is imported.
-The compile caches live in one known place (``$GRU4REC_CACHE``, default
-``~/.cache/gru4rec``): PyTensor's compiledir and JAX's persistent compilation cache.
-A cold cache costs the first run its compile time (see README); later runs reuse it.
+Importing this module changes nothing in the process. `mode_for`, which every compiled
+function of the package goes through, first calls `configure()`: float32 graphs, and the
+compile caches in one known place (``$GRU4REC_CACHE``, default ``~/.cache/gru4rec``):
+PyTensor's compiledir and Numba cache under ``pytensor/``, JAX's persistent compilation
+cache under ``jax/``. A cold cache costs the first run its compile time (see README); later
+runs reuse it.
+
+The device is a property of each compiled JAX function (its inputs and outputs are placed
+there), not JAX's process-wide default device, so models on different devices can share a
+process. The warnings PyTensor and JAX give on every compile of these graphs are silenced
+only while a graph is compiled or traced.
 """
 import os
+import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-
-CACHE_DIR = Path(os.environ.get("GRU4REC_CACHE", Path.home() / ".cache" / "gru4rec"))
-
-if "base_compiledir" not in os.environ.get("PYTENSOR_FLAGS", ""):
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    os.environ["PYTENSOR_FLAGS"] = ",".join(
-        f for f in (flags, f"base_compiledir={CACHE_DIR / 'pytensor'}") if f)
-
-import pytensor  # noqa: E402
-from pytensor.compile.mode import Mode, get_mode  # noqa: E402
-
-pytensor.config.floatX = "float32"
-# PyTensor's JAX linker copies RandomType shared variables and says so on every compile.
-warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
-# JAX without x64 truncates PyTensor's internal float64 casts to float32, as intended.
-warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
 
 BACKENDS = ("jax", "numba", "c")
 # Matrix-product precision on the GPU: full float32 like the original's cuBLAS SGEMM, or
 # TF32 (faster on A100/H100, about 3 fewer decimal digits in every product) on request.
 PRECISIONS = {"float32": "float32", "tf32": "tensorfloat32"}
-_jax_ready = False
+_configured = {"pytensor": False, "jax": False}
 
 
-def _setup_jax():
-    global _jax_ready
-    if _jax_ready:
+def cache_dir():
+    """The root of the compile caches: $GRU4REC_CACHE, default ~/.cache/gru4rec."""
+    return Path(os.environ.get("GRU4REC_CACHE", Path.home() / ".cache" / "gru4rec"))
+
+
+def configure():
+    """Sets PyTensor up for this package's graphs, once: floatX float32 (Python float
+    constants in the graphs would otherwise turn float32 expressions into float64 ones)
+    and the compile caches under cache_dir()/pytensor. `mode_for` calls it; call it
+    yourself before building graphs of your own from the package's pieces."""
+    if _configured["pytensor"]:
+        return
+    import pytensor
+    pytensor.config.floatX = "float32"
+    _place_pytensor_cache(pytensor.config, cache_dir() / "pytensor")
+    from . import ops
+    ops.register_backends()  # reads floatX and the cache location: after both are set
+    _configured["pytensor"] = True
+
+
+def _place_pytensor_cache(config, path):
+    """Points PyTensor's base_compiledir (the root of its compiledir and its Numba cache) at
+    `path`, as base_compiledir in PYTENSOR_FLAGS would have done when PyTensor was imported.
+
+    PyTensor reads that option at import and refuses changes afterwards, so the value it
+    read is replaced, and only while nothing has used it: not when the user chose
+    base_compiledir or compiledir (PYTENSOR_FLAGS, .pytensorrc), nor once a compiledir or
+    the Numba cache (PyTensor's Numba dispatch) has been set up from the old value."""
+    base, compiledir = type(config).base_compiledir, type(config).compiledir
+    if not base.is_default or "val" in vars(compiledir) or "pytensor.link.numba.cache" in sys.modules:
+        return
+    del base.val
+    config.base_compiledir = path
+
+
+def _configure_jax():
+    """JAX's persistent compilation cache under cache_dir()/jax, once."""
+    if _configured["jax"]:
         return
     import jax
-    jax.config.update("jax_compilation_cache_dir", str(CACHE_DIR / "jax"))
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    _jax_ready = True
+    _configured["jax"] = True
 
 
 def parse_device(device):
@@ -56,31 +84,39 @@ def parse_device(device):
     raise ValueError(f"unknown device {device!r}: use cpu, gpu, cuda0, cuda:1, ...")
 
 
+def jax_device(device):
+    """The jax.Device a device name ('cpu', 'gpu', 'cuda:1', ...) means; ValueError when
+    JAX has no such device."""
+    kind, index = parse_device(device)
+    _configure_jax()
+    import jax
+    try:
+        return jax.devices(kind)[index]
+    except (RuntimeError, IndexError) as e:
+        raise ValueError(f"device {device!r} is not available to JAX ({e})") from None
+
+
 def mode_for(backend, device="cpu", precision="float32"):
     """The PyTensor compilation mode for a backend name ('jax', 'numba', 'c') on a device.
 
-    Only the JAX backend can run on a GPU; for it the default JAX device is set so that
-    shared variables (weights, optimizer state, sample store, schedule) live there, and
-    every matrix product is traced with the given precision ('float32' or 'tf32'; the CPU
-    computes in float32 either way).
+    Only the JAX backend can run on a GPU; its functions keep their inputs and outputs
+    (weights, optimizer state, sample store, schedule) on that device and trace every
+    matrix product with the given precision ('float32' or 'tf32'; the CPU computes in
+    float32 either way). Calls configure() before it hands out a mode.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    kind, index = parse_device(device)
+    kind, _ = parse_device(device)
     if backend == "jax":
-        _setup_jax()
-        import jax
-        try:
-            dev = jax.devices(kind)[index]
-        except (RuntimeError, IndexError) as e:
-            raise ValueError(f"device {device!r} is not available to JAX ({e})") from None
-        jax.config.update("jax_default_device", dev)
+        dev = jax_device(device)
     elif kind != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; use backend='jax' for {device!r}")
+    configure()
+    from pytensor.compile.mode import Mode, get_mode
     if backend == "jax":
-        return Mode(linker=_donating_jax_linker(PRECISIONS[precision]),
+        return Mode(linker=_donating_jax_linker(PRECISIONS[precision], dev),
                     optimizer=get_mode("JAX").provided_optimizer)
     if backend == "numba":
         return get_mode("NUMBA")
@@ -88,24 +124,44 @@ def mode_for(backend, device="cpu", precision="float32"):
     return Mode(linker="cvm", optimizer="fast_run")
 
 
-def _donating_jax_linker(precision):
-    """PyTensor's JAX linker, but tracing every matrix product with `precision` (a JAX
-    precision name) and donating the buffers of the shared variables a function updates:
+@contextmanager
+def _compile_warnings_silenced():
+    """Silences, for one compile or trace, what PyTensor and JAX say about every one of
+    these graphs: the JAX linker copies RandomType shared variables (the dropout
+    generator), and JAX without x64 computes PyTensor's internal float64 casts in float32,
+    as intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
+        warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+        yield
+
+
+def _donating_jax_linker(precision, device):
+    """PyTensor's JAX linker, but compiling for `device` (a jax.Device: inputs are moved
+    there, outputs stay there), tracing every matrix product with `precision` (a JAX
+    precision name), and donating the buffers of the shared variables a function updates:
     the new weights are written where the old ones were, instead of into a copy of every
     item matrix per call."""
+    import jax
+    from jax.sharding import SingleDeviceSharding
     from pytensor.link.jax.linker import JAXLinker
 
-    class DonatingJAXLinker(JAXLinker):
-        def jit_compile(self, fn):
-            import jax
+    placement = SingleDeviceSharding(device)
 
+    class DonatingJAXLinker(JAXLinker):
+        def fgraph_convert(self, *args, **kwargs):
+            with _compile_warnings_silenced():
+                return super().fgraph_convert(*args, **kwargs)
+
+        def jit_compile(self, fn):
             def traced(*args):
-                with jax.default_matmul_precision(precision):
+                with _compile_warnings_silenced(), jax.default_matmul_precision(precision):
                     return fn(*args)
 
             donate = sorted(set((self.fgraph.update_mapping or {}).values()))
             static = self.scalar_shape_inputs
-            jitted = jax.jit(traced, donate_argnums=donate, static_argnums=static)
+            jitted = jax.jit(traced, donate_argnums=donate, static_argnums=static,
+                             in_shardings=placement, out_shardings=placement)
             if not static:
                 return jitted
             return lambda *args: jitted(*(int(a) if i in static else a for i, a in enumerate(args)))

@@ -327,9 +327,6 @@ def _register_jax():
         return sparse_adagrad_jax
 
 
-_register_jax()
-
-
 # Numba ------------------------------------------------------------------------------------------
 
 
@@ -499,4 +496,10 @@ def _register_numba():
         return _numba_sparse_adagrad(op), version(_numba_sparse_adagrad)
 
 
-_register_numba()
+def register_backends():
+    """Registers the JAX and Numba implementations of the Ops. gru4rec.backend.configure()
+    calls it once, before the first compile, instead of the import of this module: importing
+    PyTensor's JAX dispatch sets JAX's x64 mode from floatX, and its Numba dispatch fixes the
+    cache folder, so both must come after configure() has set floatX and the cache location."""
+    _register_jax()
+    _register_numba()
