@@ -50,6 +50,9 @@ DEFAULTS = OrderedDict([
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
 SPARSE_UPDATES = ("per-occurrence", "summed")
+# How evaluation ranks a target among items with its score (spec 10.1): the -e option of run.py
+# and paropt.py, as in the original.
+TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
 
 def _to_bool(name, v):
@@ -175,17 +178,18 @@ def final_act_of(p):
     return p["final_act"]
 
 
-def parse_param_string(s):
-    """'a=1,b=x/y' -> [('a', '1'), ('b', 'x/y')] (spec 9.2)."""
+def parse_param_string(s, what="parameter string"):
+    """'a=1,b=x/y' -> [('a', '1'), ('b', 'x/y')] (spec 9.2); a malformed piece is a ValueError
+    that calls the string `what` (e.g. '-fp')."""
     pairs = []
     for piece in s.split(","):
         if piece.strip() == "":
             continue
         if piece.count("=") != 1:
-            raise ValueError(f"Malformed parameter string piece {piece!r}: expected name=value")
+            raise ValueError(f"Malformed {what} piece {piece!r}: expected name=value")
         k, v = piece.split("=")
         if not k.strip():
-            raise ValueError(f"Malformed parameter string piece {piece!r}: empty name")
+            raise ValueError(f"Malformed {what} piece {piece!r}: empty name")
         pairs.append((k.strip(), v.strip()))
     return pairs
 

@@ -14,22 +14,13 @@ import pandas as pd
 import pytest
 
 from gru4rec import DataError, GRU4Rec, serialization
+from gru4rec import cli as run
+from gru4rec import tuning as paropt
 from gru4rec.data import check_frame, load, prepare, time_values
 from gru4rec.params import load_param_file
 
 from . import evalhelpers as H
 from .conftest import ROOT
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-run = _module("run")
-paropt = _module("paropt")
 
 SMALL_PS = "layers=4,n_epochs=1,batch_size=2,n_sample=0,loss=cross-entropy,final_act=softmax"
 

@@ -1,6 +1,5 @@
 """paropt.py: parameter spaces, the PARAMETER SPACE block, sweeps, failed trials and shared studies
 (SQLite, journal file, PostgreSQL) with run.py trials on a small synthetic data set."""
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gru4rec import tuning as paropt
 from gru4rec.synthetic import generate, split
 
 from .conftest import ROOT
@@ -27,11 +27,6 @@ TINY_SPACE = [
     {"name": "layers", "dtype": "int", "values": [16, 32], "step": 16},
     {"name": "learning_rate", "dtype": "float", "values": [0.05, 0.1], "step": 0.05},
 ]
-
-spec = importlib.util.spec_from_file_location("paropt", PAROPT)
-paropt = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(paropt)
-
 
 def write_space(path, lines):
     path.write_text("".join(json.dumps(d) + "\n" for d in lines))

@@ -1,6 +1,5 @@
 """run.py: the original's printed lines (spec 13.2), train -> save -> load -> evaluate, and
 every input error ending in one line on stderr with exit status 1."""
-import importlib.util
 import os
 import re
 import subprocess
@@ -10,14 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gru4rec import cli as run
 from gru4rec.synthetic import generate
 
 from . import evalhelpers as H
 from .conftest import ROOT
-
-_spec = importlib.util.spec_from_file_location("run", ROOT / "run.py")
-run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run)
 
 TRAIN = TEST = None  # synthetic train.tsv.gz and test.tsv.gz, written by the data_files fixture
 

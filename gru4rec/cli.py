@@ -1,0 +1,200 @@
+"""Train, save, load and evaluate GRU4Rec from the command line, like the original run.py;
+installed as `gru4rec-run` (`python run.py` in a checkout and `python -m gru4rec.cli` run
+the same).
+
+    gru4rec-run TRAIN.tsv -ps loss=cross-entropy,layers=100,... -t TEST.tsv -m 1 5 10 20
+    gru4rec-run MODEL -l -t TEST.tsv -e conservative
+
+The printed lines follow the original's (spec 13.2) so scripts that parse its output keep
+working. Deviations: -ik/-sk/-tk also reach the model (the original used them only for
+loading and evaluation), -d/--device and --backend choose where the graphs run, and a
+progress bar goes to stderr when stdout is a terminal. Bad input ends the run with one
+line on stderr and exit status 1.
+"""
+import importlib
+import os
+import sys
+import time
+
+from .backend import PRECISIONS
+from .cli_args import Parser, add_evaluation_options, add_model_options, run_as_command
+
+EXCLUSIVE = ("ERROR. Exactly one of the following parameters must be provided: "
+             "--parameter_string, --parameter_file, --load_model")
+MIN_TEST_ITEMS = 50000
+
+
+def parse_args(argv):
+    p = Parser(description="Train or load a GRU4Rec model and evaluate it.")
+    p.add_argument("path", metavar="PATH", type=str,
+                   help="training data (TSV, optionally .gz; .pickle; .parquet) or, with -l, a saved model")
+    p.add_argument("-ps", "--parameter_string", metavar="PARAM_STRING", type=str,
+                   help="parameters as name=value,name=value,...; lists with '/' (layers=100/100)")
+    p.add_argument("-pf", "--parameter_file", metavar="PARAM_PATH", type=str,
+                   help="Python file defining gru4rec_params = OrderedDict([...])")
+    p.add_argument("-l", "--load_model", action="store_true", help="load PATH as a trained model")
+    p.add_argument("-s", "--save_model", metavar="MODEL_PATH", type=str, help="save the model after training")
+    p.add_argument("-t", "--test", metavar="TEST_PATH", type=str, nargs="+",
+                   help="test file(s), each evaluated separately")
+    p.add_argument("-m", "--measure", metavar="AT", type=int, nargs="+", default=[20],
+                   help="cut-off(s) of Recall@AT and MRR@AT (default: 20)")
+    p.add_argument("-ss", "--sample_store_size", metavar="SS", type=int, default=10000000,
+                   help="size of the negative sample store in item ids (default: 10000000)")
+    p.add_argument("--sample_store_on_cpu", action="store_true",
+                   help="legacy flag of the original; only changes the printed store type here")
+    add_model_options(p)
+    p.add_argument("--precision", type=str, default="float32", choices=list(PRECISIONS),
+                   help="matrix-product precision on a GPU (default: float32, as the original; "
+                        "tf32 is faster on A100/H100 but rounds the inputs of every product)")
+    add_evaluation_options(p, metric_help="metric printed by -lpm (default: recall)")
+    p.add_argument("-lpm", "--log_primary_metric", action="store_true",
+                   help="print PRIMARY METRIC: <value> (first cut-off) at the end")
+    p.add_argument("--test_against_items", metavar="N_TEST_ITEMS", type=int,
+                   help="rank targets against the N most popular training items only (N >= 50000)")
+    return p.parse_args(argv)
+
+
+def fail(message):
+    sys.stderr.write(message.rstrip() + "\n")
+    return 1
+
+
+def load_data(path, args):
+    from .data import load
+    kind = {".pickle": "pickle", ".pkl": "pickle", ".parquet": "parquet"}.get(os.path.splitext(path)[1])
+    print(f"Loading data from {kind} file: {path}" if kind else
+          f"Loading data from TAB separated file: {path}")
+    return load(path, args.session_key, args.item_key, args.time_key)
+
+
+def keys(args):
+    return dict(session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
+
+
+def run(args):
+    """What the original's run.py does: train a model (or load one), then evaluate it on each
+    test file. Returns the exit status."""
+    refusal = argument_problem(args)
+    if refusal:
+        return fail(refusal)
+    try:
+        model_class = importlib.import_module(args.gru4rec_model).GRU4Rec
+    except (ImportError, AttributeError) as e:
+        return fail(f"ERROR. Cannot import GRU4Rec from module {args.gru4rec_model!r}: {e}")
+    check_before_work(args)
+    items = None
+    if args.load_model:
+        print(f"Loading trained model from file: {args.path}")
+        gru = model_class.load(args.path, device=args.device, backend=args.backend, precision=args.precision)
+    else:
+        gru, items = train(model_class, args)
+    for test_path in args.test or []:
+        evaluate_file(gru, test_path, items, args)
+    return 0
+
+
+def argument_problem(args):
+    """The message refusing a combination of arguments, or None."""
+    if sum([args.parameter_string is not None, args.parameter_file is not None, args.load_model]) != 1:
+        return EXCLUSIVE
+    if args.test_against_items is not None:
+        if args.test_against_items < MIN_TEST_ITEMS:
+            return "ERROR. You musn't evaluate positive items agains less than 50000 items."
+        if args.load_model:
+            return "ERROR. --test_against_items needs the training data: it cannot be used with --load_model."
+    if min(args.measure) < 1:
+        return f"error: cut-offs must be positive (-m {' '.join(map(str, args.measure))})"
+    return None
+
+
+def check_before_work(args):
+    """ValueError for an unknown or missing device, an -s into a missing directory, or a -t file
+    that is missing or lacks a column: found before training, not after it."""
+    from .backend import mode_for
+    from .data import check_file
+    mode_for(args.backend, args.device, args.precision)
+    if args.save_model is not None and not args.load_model:
+        from .serialization import check_save_path
+        check_save_path(args.save_model)
+    for test_path in args.test or []:
+        check_file(test_path, args.session_key, args.item_key, args.time_key)
+
+
+def create_model(model_class, args):
+    """The model of -pf or -ps, with the original's lines (the SET lines come from the model)."""
+    if args.parameter_file:
+        print(f"Loaded parameters from file: {os.path.abspath(args.parameter_file)}")
+    print("Creating GRU4Rec model")
+    dev = dict(device=args.device, backend=args.backend, precision=args.precision)
+    if args.parameter_file:
+        return model_class.from_param_file(args.parameter_file, **dev)
+    return model_class.from_param_string(args.parameter_string, **dev)
+
+
+def train(model_class, args):
+    """Creates the model, trains it on PATH and saves it (-s); returns it and the items targets
+    are ranked against (--test_against_items; None: all)."""
+    gru = create_model(model_class, args)
+    print("Loading training data...")
+    data = load_data(args.path, args)
+    items = None if args.test_against_items is None else most_popular(data, args)
+    if args.sample_store_on_cpu:
+        print("WARNING! The sample store is set to be on the CPU. "
+              "This will make training significantly slower on the GPU.")
+    print("Started training")
+    t0 = time.time()
+    gru.fit(data, sample_store=args.sample_store_size, store_type="cpu" if args.sample_store_on_cpu else "gpu",
+            **keys(args))
+    print(f"Total training time: {time.time() - t0:.2f}s")
+    if args.save_model is not None:
+        print(f"Saving trained model to: {args.save_model}")
+        gru.save(args.save_model)
+    return gru, items
+
+
+def most_popular(data, args):
+    """The --test_against_items most popular training items, with the original's warning."""
+    pop = data.groupby(args.item_key).size().sort_values(ascending=False)
+    items = pop.index[:args.test_against_items]
+    print(f"WARNING! Targets are ranked against the {len(items)} most popular training items only, "
+          "not against every item; the results are not comparable with full evaluation.")
+    return items
+
+
+def evaluate_file(gru, test_path, items, args):
+    """Evaluates on one test file and prints the original's lines (and PRIMARY METRIC with -lpm)."""
+    from .evaluation import evaluate
+    print("Loading test data...")
+    test = load_data(test_path, args)
+    print(f"Starting evaluation (cut-off={args.measure}, using {args.eval_type} mode for tiebreaking)")
+    t0 = time.time()
+    res = evaluate(gru, test, items=items, cut_off=args.measure, batch_size=512, mode=args.eval_type, **keys(args))
+    print(f"Evaluation took {time.time() - t0:.2f}s")
+    for c in args.measure:
+        print(f"Recall@{c}: {res.recall[c]:.6f} MRR@{c}: {res.mrr[c]:.6f}")
+    if args.log_primary_metric:
+        metric = res.recall if args.primary_metric == "recall" else res.mrr
+        print(f"PRIMARY METRIC: {metric[args.measure[0]]}")
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status. Input problems (ValueError, including
+    data.DataError, and OSError) become one line on stderr and status 1."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except (ValueError, OSError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        return fail(msg if msg.startswith("ERROR.") else f"ERROR. {msg}")
+    except KeyboardInterrupt:  # model files are written atomically: nothing half-written remains
+        fail("Interrupted.")
+        return 130
+
+
+def script():
+    """The gru4rec-run command (and run.py, and python -m gru4rec.cli)."""
+    run_as_command(main)
+
+
+if __name__ == "__main__":
+    script()

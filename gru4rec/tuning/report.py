@@ -1,0 +1,119 @@
+"""What a study reports at its end: the SUMMARY block (states, best trials, failure reasons)
+and the optimisation-history and parameter-importance plots."""
+import warnings
+from pathlib import Path
+
+from .space import RULE
+from .study import completed_trials, ordered_params
+
+PLOTS = [("optimization_history", "plot_optimization_history", 1),  # name, Optuna function,
+         ("param_importances", "plot_param_importances", 2)]        # completed trials it needs
+
+
+def summary(study, space, args, top=5):
+    """The SUMMARY block of the whole study (all workers)."""
+    trials = study.get_trials(deepcopy=False)
+    counts = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    state_text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    lines = [RULE, f"SUMMARY of study {study.study_name}: {len(trials)} trials ({state_text})"]
+    lines += _best_lines(study, space, args, top) + _failure_lines(trials) + [RULE]
+    return "\n".join(lines)
+
+
+def _best_lines(study, space, args, top):
+    done = sorted(completed_trials(study), key=lambda t: t.value, reverse=True)
+    if not done:
+        return ["No trial has completed."]
+    metric = f"{'Recall' if args.primary_metric == 'recall' else 'MRR'}@{args.measure}"
+    lines = [f"Best {min(top, len(done))} trials by {metric}:",
+             f"{'rank':>4}  {'trial':>5}  {'value':>10}  {'duration':>9}  parameters"]
+    for rank, t in enumerate(done[:top], 1):
+        dur = f"{t.duration.total_seconds():.1f}s" if t.duration is not None else "-"
+        ps = ",".join(f"{k}={v}" for k, v in ordered_params(t, space).items())
+        lines.append(f"{rank:>4}  {t.number:>5}  {t.value:>10.6f}  {dur:>9}  {ps}")
+    return lines
+
+
+def _failure_lines(trials, shown=5):
+    import optuna
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    if not failed:
+        return []
+    lines = [f"Failed trials ({len(failed)}):"]
+    lines += [f"  trial {t.number}: {t.user_attrs.get('fail_reason', 'unknown reason')}" for t in failed[:shown]]
+    if len(failed) > shown:
+        lines.append(f"  ... and {len(failed) - shown} more")
+    return lines
+
+
+def check_plot_dir(path):
+    """--plot needs matplotlib (the PNG plots) and a directory it can create or write into."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError("--plot needs matplotlib, which is not installed: pip install matplotlib "
+                         "(or pip install -e \".[plot]\"), or leave out --plot") from None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--plot {path}: not a directory")
+
+
+def save_plots(study, outdir):
+    """Optimisation history and parameter importances as HTML (plotly) and PNG (matplotlib)."""
+    import optuna
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    n_done = len(completed_trials(study))
+    writers = _html_writer() + _png_writer()
+    written = []
+    for name, fn, need in PLOTS:
+        if n_done < need:
+            print(f"Skipped the {name} plot: it needs at least {need} completed trial(s), the study has {n_done}")
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for suffix, write in writers:
+                path = outdir / f"{name}.{suffix}"
+                try:
+                    write(fn, study, path)
+                    written.append(path)
+                except Exception as e:  # a plot must never lose the study's results
+                    print(f"Skipped {path.name}: {type(e).__name__}: {e}")
+    for path in written:
+        print(f"Saved plot: {path}")
+    return written
+
+
+def _html_writer():
+    """[('html', write)] with plotly, else [] and a message."""
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        print("plotly is not installed: writing the PNG plots only (pip install plotly for the HTML ones)")
+        return []
+    from optuna import visualization
+
+    def write(fn, study, path):
+        getattr(visualization, fn)(study).write_html(str(path))
+    return [("html", write)]
+
+
+def _png_writer():
+    """[('png', write)] with matplotlib, else [] and a message."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as visualization
+    except ImportError:
+        print("matplotlib is not installed: no PNG plots (pip install matplotlib)")
+        return []
+
+    def write(fn, study, path):
+        ax = getattr(visualization, fn)(study)
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.savefig(str(path), dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return [("png", write)]

@@ -1,0 +1,164 @@
+"""The trials: each one trains in its own process (`python -m gru4rec.cli`, the original's
+run.py, or --run-script), whose lines are echoed. The first `PRIMARY METRIC: <value>` line is
+the trial's value; a child that crashes, exits non-zero, prints no metric or a NaN, or runs
+past --trial-timeout fails the trial, with the reason in its `fail_reason` user attribute."""
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import gru4rec
+
+from .space import param_string
+
+METRIC_LINE = re.compile(r"^PRIMARY METRIC:\s*(\S+)")
+RUN_MODULE = "gru4rec.cli"
+
+
+class TrialFailed(Exception):
+    """A trial that gave no value; Optuna records it as FAIL and the study goes on."""
+
+
+def trial_environment():
+    """os.environ with unbuffered output (a trial's lines arrive while it trains) and, when a
+    fresh interpreter here would not find the gru4rec this process runs (a checkout that is
+    not installed), that gru4rec's folder first on PYTHONPATH: the trials run the same code."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    root = Path(gru4rec.__file__).resolve().parents[1]
+    if root not in {Path(p or ".").resolve() for p in sys.path[1:]}:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(root), env.get("PYTHONPATH"))))
+    return env
+
+
+def judge(status, metric, last, timed_out, timeout):
+    """(value, None) for a run that exited with 0 and printed a finite PRIMARY METRIC first,
+    else (None, why the trial failed)."""
+    if timed_out:
+        return None, f"killed after the --trial-timeout of {timeout:g}s"
+    if status < 0:
+        return None, f"run.py was killed by signal {-status}" + (f" (last line: {last})" if last else "")
+    if status != 0:
+        return None, f"run.py exited with status {status}" + (f": {last}" if last else "")
+    if metric is None:
+        return None, "run.py printed no PRIMARY METRIC line"
+    try:
+        value = float(metric)
+    except ValueError:
+        return None, f"unreadable PRIMARY METRIC: {metric!r}"
+    if not math.isfinite(value):
+        return None, f"PRIMARY METRIC is {metric}"
+    return value, None
+
+
+class Runner:
+    """Runs the training processes, echoes their lines and keeps track of them so they can be stopped."""
+
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.children = set()
+        self.prefix = args.n_jobs > 1
+        self.env = trial_environment()
+
+    def launcher(self):
+        a = self.args
+        return [a.python, a.run_script] if a.run_script else [a.python, "-m", RUN_MODULE]
+
+    def base_command(self):
+        a = self.args
+        return self.launcher() + [a.path, "-t", a.test_path, "-g", a.gru4rec_model,
+                                  "-d", a.device, "--backend", a.backend]
+
+    def keys(self):
+        a = self.args
+        return ["-e", a.eval_type, "-ik", a.item_key, "-sk", a.session_key, "-tk", a.time_key]
+
+    def echo(self, line, tag):
+        with self.lock:
+            print(f"[{tag}] {line}" if tag else line, flush=True)
+
+    def run(self, cmd, tag=None, timeout=None):
+        """Runs cmd, echoing each output line; returns (status, first metric text or None, last line, timed out)."""
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", env=self.env)
+        with self.lock:
+            self.children.add(proc)
+        timer, expired = _kill_after(proc, timeout) if timeout else (None, None)
+        try:
+            metric, last = self._follow(proc, tag)
+            status = proc.wait()
+        finally:
+            if timer:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with self.lock:
+                self.children.discard(proc)
+        return status, metric, last, bool(expired and expired.is_set())
+
+    def _follow(self, proc, tag):
+        """Echoes the child's lines until it closes its output; (first metric text, last line)."""
+        metric, last = None, ""
+        for line in proc.stdout:
+            line = line.rstrip()
+            self.echo(line, tag)
+            if line:
+                last = line
+            if metric is None:
+                m = METRIC_LINE.match(line.strip())
+                if m:
+                    metric = m.group(1)
+        return metric, last
+
+    def stop_all(self):
+        with self.lock:
+            procs = list(self.children)
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def objective(self, space):
+        """The Optuna objective: draws the space's parameters and trains with them."""
+        a = self.args
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+
+        def objective(trial):
+            ps = param_string(a.fixed_parameters, {p.name: p.suggest(trial) for p in space})
+            trial.set_user_attr("worker", worker)
+            cmd = self.base_command() + ["-ps", ps, "-m", str(a.measure), "-pm", a.primary_metric, "-lpm"] + self.keys()
+            try:
+                value, reason = judge(*self.run(cmd, f"trial {trial.number}" if self.prefix else None,
+                                                a.trial_timeout), a.trial_timeout)
+            except OSError as e:
+                value, reason = None, f"could not start {a.run_script or ' '.join(self.launcher())}: {e}"
+            except KeyboardInterrupt:
+                trial.set_user_attr("fail_reason", "interrupted")
+                raise
+            if reason is not None:
+                trial.set_user_attr("fail_reason", reason)
+                raise TrialFailed(reason)
+            return value
+        return objective
+
+
+def _kill_after(proc, timeout):
+    """A started timer that kills proc after timeout seconds, and the event it sets then."""
+    expired = threading.Event()
+
+    def kill():
+        expired.set()
+        proc.kill()
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    return timer, expired
