@@ -1,4 +1,5 @@
-"""Hyperparameters (spec 9.1), their parsing from strings and files (spec 9.2), and checks.
+"""Hyperparameters (spec 9.1) as a typed, documented `Params`, their parsing from strings and
+files (spec 9.2), and checks. Imports neither PyTensor nor JAX.
 
 Values given as strings are converted by the type of the parameter's default, as the
 original does: lists split on '/', booleans accept True/False/1/0. Every problem is a
@@ -8,44 +9,98 @@ import ast
 import re
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-DEFAULTS = OrderedDict([
-    ("loss", "bpr-max"),
-    ("final_act", "linear"),
-    ("hidden_act", "tanh"),
-    ("layers", [100]),
-    ("n_epochs", 10),
-    ("batch_size", 32),
-    ("dropout_p_hidden", 0.0),
-    ("dropout_p_embed", 0.0),
-    ("learning_rate", 0.1),
-    ("momentum", 0.0),
-    ("lmbd", 0.0),
-    ("embedding", 0),
-    ("n_sample", 2048),
-    ("sample_alpha", 0.75),
-    ("smoothing", 0.0),
-    ("constrained_embedding", False),
-    ("adapt", "adagrad"),
-    ("adapt_params", []),
-    ("grad_cap", 0.0),
-    ("bpreg", 1.0),
-    ("logq", 0.0),
-    ("sigma", 0.0),
-    ("init_as_normal", False),
-    ("train_random_order", False),
-    ("time_sort", True),
-    ("session_key", "SessionId"),
-    ("item_key", "ItemId"),
-    ("time_key", "Time"),
-    # Not in the Theano original: the official ports' ELU switch for BPR-max
-    # (elu_param=x -> final_act='elu-x', 0 -> 'linear'), the init seed of spec 8, and how
-    # repeated rows of an item matrix are updated in one step (spec 7.4): 'per-occurrence'
-    # (the original as it runs) or 'summed' (the official ports: sum, then one step per row).
-    ("elu_param", None),
-    ("seed", 42),
-    ("sparse_updates", "per-occurrence"),
-])
+@dataclass(frozen=True)
+class Params(Mapping):
+    """The hyperparameters of GRU4Rec with the original's names and defaults (spec 9.1), plus
+    three of this package (elu_param, seed, sparse_updates).
+
+    Read them as attributes (typed) or by name like a read-only dict (the original's names, as
+    parameter strings and files spell them). A Params is not checked when built: `updated`
+    converts, resolves and checks; `validate` checks any mapping of parameters.
+    """
+
+    loss: str = "bpr-max"
+    """cross-entropy, xe_logit, bpr-max, top1, top1-max or bpr (spec 6)."""
+    final_act: str = "linear"
+    """Activation of the scores (spec 4.7): linear, relu, tanh, softmax, softmax_logit, leaky-X,
+    elu-X, selu-X-Y; softmax goes with cross-entropy, an elementwise one with the others."""
+    hidden_act: str = "tanh"
+    """Activation of the GRU's candidate state: linear, relu, tanh, leaky-X, elu-X or selu-X-Y."""
+    layers: list[int] = field(default_factory=lambda: [100])
+    """GRU layer sizes, bottom first ('100/100' in a parameter string)."""
+    n_epochs: int = 10
+    """Passes over the training data."""
+    batch_size: int = 32
+    """Session slots of a session-parallel minibatch."""
+    dropout_p_hidden: float = 0.0
+    """Dropout probability on the carried hidden state, in [0, 1) (spec 4.4)."""
+    dropout_p_embed: float = 0.0
+    """Dropout probability on the input embedding, in [0, 1) (spec 4.4)."""
+    learning_rate: float = 0.1
+    """Step size of the optimizer, > 0."""
+    momentum: float = 0.0
+    """Heavy-ball momentum in [0, 1) (spec 7.5)."""
+    lmbd: float = 0.0
+    """L2 regularisation coefficient."""
+    embedding: int | str = 0
+    """Width of a separate input embedding; 0: none, 'layersize': layers[0] (resolved when set)."""
+    n_sample: int = 2048
+    """Popularity-sampled negatives shared by a minibatch, besides the in-batch ones."""
+    sample_alpha: float = 0.75
+    """Sampling exponent: negatives are drawn with probability ~ support ** sample_alpha."""
+    smoothing: float = 0.0
+    """Label smoothing of the cross-entropy losses, in [0, 1)."""
+    constrained_embedding: bool = False
+    """The output item matrix doubles as the input embedding (the 'shared' embedding mode)."""
+    adapt: str | None = "adagrad"
+    """Optimizer: adagrad, rmsprop, adadelta, adam, sgd, or None (plain SGD)."""
+    adapt_params: list[float] = field(default_factory=list)
+    """The optimizer's decay rate(s): rho (rmsprop, adadelta) or beta1/beta2 (adam)."""
+    grad_cap: float = 0.0
+    """Threshold of the global gradient norm; 0: no capping."""
+    bpreg: float = 1.0
+    """Score regulariser of the BPR-max loss."""
+    logq: float = 0.0
+    """Strength of the logQ correction of the cross-entropy loss (1.0 with sampling)."""
+    sigma: float = 0.0
+    """Fixed width of the initial weights; 0: the per-block rule of spec 8."""
+    init_as_normal: bool = False
+    """Normal instead of uniform initial weights."""
+    train_random_order: bool = False
+    """Shuffle the order of the sessions in every epoch."""
+    time_sort: bool = True
+    """Order the sessions by their start time (else by session id)."""
+    session_key: str = "SessionId"
+    """Column of the session ids."""
+    item_key: str = "ItemId"
+    """Column of the item ids."""
+    time_key: str = "Time"
+    """Column of the timestamps."""
+    elu_param: float | None = None
+    """The official ports' BPR-max switch: x > 0 means final_act=elu-x, 0 means linear."""
+    seed: int = 42
+    """Seed of the initial weights, the sampling and the dropout masks (spec 8)."""
+    sparse_updates: str = "per-occurrence"
+    """How repeated rows of an item matrix are updated in one step (spec 7.4): 'per-occurrence'
+    (the original as it runs) or 'summed' (the official ports: sum, then one step per row)."""
+
+    def __getitem__(self, name):
+        if name not in self.__dataclass_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __iter__(self):
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self):
+        return len(self.__dataclass_fields__)
+
+
+# The defaults; converting a string value follows the type of the parameter's default.
+DEFAULTS = Params()
 
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
@@ -168,6 +223,16 @@ def validate(p):
     elif loss not in ("cross-entropy", "xe_logit") and act in ("softmax", "softmax_logit"):
         warnings.warn(f"loss={loss} is meant for an elementwise final_act (linear, elu-X, ...), "
                       f"got {act!r}", stacklevel=3)
+
+
+def updated(base, converted):
+    """A new Params: base with the converted (name, value) pairs (from `convert`) applied,
+    embedding='layersize' resolved to the first layer's size, and checked (`validate`)."""
+    new = replace(base, **dict(converted))
+    if new.embedding == "layersize":
+        new = replace(new, embedding=new.layers[0])
+    validate(new)
+    return new
 
 
 def final_act_of(p):

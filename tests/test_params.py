@@ -1,5 +1,8 @@
 """Parameter strings, parameter files, SET lines and value checks (spec 9)."""
+import ast
+import inspect
 import warnings
+from dataclasses import FrozenInstanceError, fields
 
 import pytest
 
@@ -110,3 +113,30 @@ def test_set_params_changes_values(capsys):
     m.set_params(loss="cross-entropy", final_act="softmax", layers="64/32")
     assert m.layers == [64, 32] and m.loss == "cross-entropy"
     assert "SET   loss" in capsys.readouterr().out
+
+
+def test_params_read_as_attributes_and_by_name():
+    p = P.Params()
+    assert list(p) == [f.name for f in fields(P.Params)] and list(p)[:3] == ["loss", "final_act", "hidden_act"]
+    assert p.layers == p["layers"] == [100] and p.layers is not P.Params().layers
+    assert dict(P.Params(loss="top1"))["loss"] == "top1" and p.get("hidden_size") is None
+    with pytest.raises(KeyError):
+        p["hidden_size"]
+    with pytest.raises(FrozenInstanceError):
+        p.loss = "top1"
+
+
+def test_every_parameter_is_typed_and_documented():
+    """Each field of Params has a type and, right below it, a docstring."""
+    body = ast.parse(inspect.getsource(P.Params)).body[0].body
+    documented = [node.target.id for node, doc in zip(body, body[1:]) if isinstance(node, ast.AnnAssign)
+                  and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                  and isinstance(doc.value.value, str)]
+    assert documented == [f.name for f in fields(P.Params)]
+
+
+def test_updated_applies_resolves_and_checks():
+    p = P.updated(P.DEFAULTS, [("embedding", "layersize"), ("layers", [64, 32])])
+    assert (p.embedding, p.layers, P.DEFAULTS.embedding) == (64, [64, 32], 0)
+    with pytest.raises(ValueError, match="dropout_p_hidden"):
+        P.updated(P.DEFAULTS, [("dropout_p_hidden", 1.5)])

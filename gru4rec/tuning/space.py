@@ -218,15 +218,10 @@ def _candidate_row(param, path):
 
 def _problem(combo, fixed_pairs):
     """None if GRU4Rec accepts the fixed parameters with this draw, else its message."""
-    p = dict(P.DEFAULTS)
-    p.update(fixed_pairs)
-    p.update((name, conv) for name, conv, _, _ in combo)
-    if p["embedding"] == "layersize":
-        p["embedding"] = p["layers"][0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            P.validate(p)
+            P.updated(P.DEFAULTS, fixed_pairs + [(name, conv) for name, conv, _, _ in combo])
     except ValueError as e:
         return str(e)
     return None
