@@ -4,12 +4,16 @@ the same).
 
     gru4rec-run TRAIN.tsv -ps loss=cross-entropy,layers=100,... -t TEST.tsv -m 1 5 10 20
     gru4rec-run MODEL -l -t TEST.tsv -e conservative
+    gru4rec-run OUT/train.tsv -ps ... -t OUT/valid.tsv --history -m 10 20   # sequence-aware
+    gru4rec-run MODEL -l -t OUT/test.tsv --history OUT/train.tsv OUT/valid.tsv -m 10 20
 
 The printed lines follow the original's (spec 13.2) so scripts that parse its output keep
 working. Deviations: -ik/-sk/-tk also reach the model (the original used them only for
 loading and evaluation), -d/--device and --backend choose where the graphs run, and a
 progress bar goes to stderr when stdout is a terminal. Bad input ends the run with one
-line on stderr and exit status 1.
+line on stderr and exit status 1. --history (the sequence-aware setting of
+gru4rec.leave_one_out) ranks each user's target from the user's state after the history
+files (gru4rec.sequence_eval) and prints HR, NDCG and MRR instead of the original's lines.
 """
 import importlib
 import os
@@ -17,7 +21,8 @@ import sys
 import time
 
 from .backend import PRECISIONS
-from .cli_args import Parser, add_evaluation_options, add_model_options, run_as_command
+from .cli_args import (PRIMARY_METRICS, Parser, add_evaluation_options, add_model_options,
+                       add_sequence_options, run_as_command)
 
 EXCLUSIVE = ("ERROR. Exactly one of the following parameters must be provided: "
              "--parameter_string, --parameter_file, --load_model")
@@ -46,11 +51,12 @@ def parse_args(argv):
     p.add_argument("--precision", type=str, default="float32", choices=list(PRECISIONS),
                    help="matrix-product precision on a GPU (default: float32, as the original; "
                         "tf32 is faster on A100/H100 but rounds the inputs of every product)")
-    add_evaluation_options(p, metric_help="metric printed by -lpm (default: recall)")
+    add_evaluation_options(p, metric_help="metric printed by -lpm: recall (= hr), mrr or ndcg (default: recall)")
     p.add_argument("-lpm", "--log_primary_metric", action="store_true",
                    help="print PRIMARY METRIC: <value> (first cut-off) at the end")
     p.add_argument("--test_against_items", metavar="N_TEST_ITEMS", type=int,
                    help="rank targets against the N most popular training items only (N >= 50000)")
+    add_sequence_options(p)
     return p.parse_args(argv)
 
 
@@ -82,14 +88,18 @@ def run(args):
     except (ImportError, AttributeError) as e:
         return fail(f"ERROR. Cannot import GRU4Rec from module {args.gru4rec_model!r}: {e}")
     check_before_work(args)
-    items = None
+    items = data = None
     if args.load_model:
         print(f"Loading trained model from file: {args.path}")
         gru = model_class.load(args.path, device=args.device, backend=args.backend, precision=args.precision)
     else:
-        gru, items = train(model_class, args)
+        gru, items, data = train(model_class, args)
+    history = None if args.history is None else load_history(args, data)
     for test_path in args.test or []:
-        evaluate_file(gru, test_path, items, args)
+        if history is None:
+            evaluate_file(gru, test_path, items, args)
+        else:
+            evaluate_sequence_file(gru, test_path, history, args)
     return 0
 
 
@@ -104,6 +114,19 @@ def argument_problem(args):
             return "ERROR. --test_against_items needs the training data: it cannot be used with --load_model."
     if min(args.measure) < 1:
         return f"error: cut-offs must be positive (-m {' '.join(map(str, args.measure))})"
+    return sequence_problem(args)
+
+
+def sequence_problem(args):
+    """The message refusing a combination with (or of) --history, or None."""
+    if args.history is None:
+        if args.keep_seen:
+            return "ERROR. --keep-seen needs --history (it only changes the sequence-aware evaluation)."
+        return None
+    if args.test_against_items is not None:
+        return "ERROR. --test_against_items cannot be used with --history (targets are ranked against all items)."
+    if args.load_model and not args.history:
+        return "ERROR. --history without files means the training data, which --load_model does not have: name the files."
     return None
 
 
@@ -116,7 +139,7 @@ def check_before_work(args):
     if args.save_model is not None and not args.load_model:
         from .serialization import check_save_path
         check_save_path(args.save_model)
-    for test_path in args.test or []:
+    for test_path in (args.test or []) + (args.history or []):
         check_file(test_path, args.session_key, args.item_key, args.time_key)
 
 
@@ -132,8 +155,9 @@ def create_model(model_class, args):
 
 
 def train(model_class, args):
-    """Creates the model, trains it on PATH and saves it (-s); returns it and the items targets
-    are ranked against (--test_against_items; None: all)."""
+    """Creates the model, trains it on PATH and saves it (-s); returns it, the items targets
+    are ranked against (--test_against_items; None: all) and the training data (the history
+    of --history without files)."""
     gru = create_model(model_class, args)
     print("Loading training data...")
     data = load_data(args.path, args)
@@ -149,7 +173,7 @@ def train(model_class, args):
     if args.save_model is not None:
         print(f"Saving trained model to: {args.save_model}")
         gru.save(args.save_model)
-    return gru, items
+    return gru, items, data
 
 
 def most_popular(data, args):
@@ -172,8 +196,41 @@ def evaluate_file(gru, test_path, items, args):
     print(f"Evaluation took {time.time() - t0:.2f}s")
     for c in args.measure:
         print(f"Recall@{c}: {res.recall[c]:.6f} MRR@{c}: {res.mrr[c]:.6f}")
+    print_primary_metric(res, args)
+
+
+def load_history(args, data):
+    """The --history files concatenated, or the training data when none are named: loaded once
+    for all -t files."""
+    import pandas as pd
+    if not args.history:
+        return data
+    return pd.concat([load_data(path, args) for path in args.history], ignore_index=True)
+
+
+def evaluate_sequence_file(gru, test_path, history, args):
+    """Ranks each user's target in one -t file from the user's state after the history
+    (gru4rec.sequence_eval) and prints HR, NDCG and MRR per cut-off (and PRIMARY METRIC with -lpm)."""
+    from .sequence_eval import evaluate_next_item
+    print("Loading test data...")
+    test = load_data(test_path, args)
+    print(f"Starting evaluation (cut-off={args.measure}, using {args.eval_type} mode for tiebreaking)")
+    c = ",".join(map(str, args.measure))
+    seen = "kept" if args.keep_seen else "excluded"
+    print(f"Measuring HR@{c}, NDCG@{c} and MRR@{c} from each user's history (seen items {seen})")
+    t0 = time.time()
+    res = evaluate_next_item(gru, history, test, cut_off=args.measure, exclude_seen=not args.keep_seen,
+                             mode=args.eval_type, **keys(args))
+    print(f"Evaluation took {time.time() - t0:.2f}s")
+    for c in args.measure:
+        print(f"HR@{c}: {res.recall[c]:.6f} NDCG@{c}: {res.ndcg[c]:.6f} MRR@{c}: {res.mrr[c]:.6f}")
+    print_primary_metric(res, args)
+
+
+def print_primary_metric(res, args):
+    """PRIMARY METRIC: <value of -pm at the first cut-off>, the line paropt reads (with -lpm)."""
     if args.log_primary_metric:
-        metric = res.recall if args.primary_metric == "recall" else res.mrr
+        metric = getattr(res, PRIMARY_METRICS[args.primary_metric])
         print(f"PRIMARY METRIC: {metric[args.measure[0]]}")
 
 

@@ -9,6 +9,8 @@ import sys
 from .backend import BACKENDS
 from .params import TIE_MODES
 
+PRIMARY_METRICS = {"recall": "recall", "hr": "recall", "mrr": "mrr", "ndcg": "ndcg"}  # -pm -> Metrics field
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 1, like every
@@ -30,10 +32,11 @@ def add_model_options(p):
 
 
 def add_evaluation_options(p, metric_help):
-    """-pm (recall or mrr; what it is for differs per command), -e (tie handling) and the
-    column names -ik/-sk/-tk."""
+    """-pm (what it is for differs per command), -e (tie handling) and the column names
+    -ik/-sk/-tk. hr is recall under the sequence-aware name (both evaluations compute all
+    three metrics; the session evaluation's lines show no NDCG, -lpm can)."""
     p.add_argument("-pm", "--primary_metric", metavar="METRIC", type=str, default="recall",
-                   choices=["recall", "mrr"], help=metric_help)
+                   choices=list(PRIMARY_METRICS), help=metric_help)
     p.add_argument("-e", "--eval_type", metavar="EVAL_TYPE", type=str, default="standard",
                    choices=list(TIE_MODES),
                    help="tie handling: standard, conservative, median or tiebreaking (default: standard)")
@@ -42,6 +45,17 @@ def add_evaluation_options(p, metric_help):
                                       ("-tk", "time_key", "Time", "timestamps")):
         p.add_argument(flag, f"--{name}", metavar=flag[1:].upper(), type=str, default=default,
                        help=f"column of the {what} (default: {default})")
+
+
+def add_sequence_options(p):
+    """--history and --keep-seen: the sequence-aware evaluation of gru4rec.sequence_eval,
+    where each -t target is ranked from its user's state after the user's history."""
+    p.add_argument("--history", metavar="FILE", type=str, nargs="*", default=None,
+                   help="rank each -t file's targets from each user's state after these files' events "
+                        "(concatenated; no FILE: the training data), e.g. train.tsv for valid.tsv of "
+                        "gru4rec.leave_one_out; prints HR, NDCG and MRR")
+    p.add_argument("--keep-seen", action="store_true",
+                   help="with --history: rank the items of a user's history too (default: excluded)")
 
 
 def run_as_command(main):

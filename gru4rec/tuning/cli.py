@@ -21,6 +21,11 @@ Additions to the original interface:
                           matplotlib, which --plot needs, and HTML with plotly)
   --trial-timeout S       a trial running longer than S seconds is killed and recorded as failed
   --run-script, --python  another script the trials run instead of gru4rec.cli, and their interpreter
+  --history [FILE ...], --keep-seen
+                          passed to the trials (and the final run): sequence-aware evaluation of
+                          TEST_PATH from each user's history, e.g. tuning on valid.tsv of
+                          gru4rec.leave_one_out with --history (= the training data, train.tsv);
+                          -pm hr, ndcg or mrr. Never tune on test.tsv.
 -nt counts the trials this process adds (several workers add up); -fm with no values skips the
 final evaluation (e.g. on all but one worker).
 
@@ -34,7 +39,7 @@ matplotlib.
 import sys
 from pathlib import Path
 
-from ..cli_args import Parser, add_evaluation_options, add_model_options, run_as_command
+from ..cli_args import Parser, add_evaluation_options, add_model_options, add_sequence_options, run_as_command
 from .report import check_plot_dir, save_plots, summary
 from .space import check_space, fixed_names, format_space, load_space, param_string
 from .storage import check_storage, driver_hint, mask_url
@@ -75,7 +80,8 @@ def _parser():
     p.add_argument("-fm", "--final_measure", metavar="AT", type=int, nargs="*", default=[20],
                    help="cut-off(s) of the final run with the best parameters (default: 20); "
                         "-fm without values skips the final run")
-    add_evaluation_options(p, metric_help="objective: recall or mrr (default: recall)")
+    add_evaluation_options(p, metric_help="objective: recall (= hr), mrr or ndcg (default: recall)")
+    add_sequence_options(p)
     _add_study_options(p)
     return p
 
@@ -114,9 +120,11 @@ def refuse_before_trials(args, space):
     if both:
         raise ValueError(f"Parameter(s) {', '.join(both)} are both fixed (-fp) and in the parameter space")
     for label, path in (("training data", args.path), ("validation data", args.test_path),
-                        ("run script", args.run_script)):
+                        ("run script", args.run_script), *(("history", h) for h in args.history or [])):
         if path is not None and not Path(path).exists():
             raise ValueError(f"The {label} {path} does not exist")
+    if args.history is None and args.keep_seen:
+        raise ValueError("--keep-seen needs --history (it only changes the sequence-aware evaluation)")
     if checks_gru4rec_params(args):
         check_space(space, args.fixed_parameters, args.optuna_parameter_file)
     if args.storage is not None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from .space import RULE
 from .study import completed_trials, ordered_params
 
+METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "NDCG"}  # -pm -> the name printed
 PLOTS = [("optimization_history", "plot_optimization_history", 1),  # name, Optuna function,
          ("param_importances", "plot_param_importances", 2)]        # completed trials it needs
 
@@ -26,7 +27,7 @@ def _best_lines(study, space, args, top):
     done = sorted(completed_trials(study), key=lambda t: t.value, reverse=True)
     if not done:
         return ["No trial has completed."]
-    metric = f"{'Recall' if args.primary_metric == 'recall' else 'MRR'}@{args.measure}"
+    metric = f"{METRIC_NAMES[args.primary_metric]}@{args.measure}"
     lines = [f"Best {min(top, len(done))} trials by {metric}:",
              f"{'rank':>4}  {'trial':>5}  {'value':>10}  {'duration':>9}  parameters"]
     for rank, t in enumerate(done[:top], 1):

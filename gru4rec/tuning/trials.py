@@ -71,7 +71,14 @@ class Runner:
     def base_command(self):
         a = self.args
         return self.launcher() + [a.path, "-t", a.test_path, "-g", a.gru4rec_model,
-                                  "-d", a.device, "--backend", a.backend]
+                                  "-d", a.device, "--backend", a.backend] + self.sequence_options()
+
+    def sequence_options(self):
+        """--history/--keep-seen as given to paropt: every run evaluates the same way."""
+        a = self.args
+        if a.history is None:
+            return []
+        return ["--history", *a.history] + (["--keep-seen"] if a.keep_seen else [])
 
     def keys(self):
         a = self.args
