@@ -150,7 +150,8 @@ class Network:
         self.S = training.optimizer_state(self)
 
     def step(self, W, S, H, x, y, active, reset, samples, valid, emb_mask, hid_masks, logpop):
-        """training.step on positional inputs: (new W, new S, new H, cost, gradients)."""
+        """One step (a training window of one) on positional inputs: (new W, new S, new H,
+        cost, gradients)."""
         inp = training.StepInputs(x, y, active, reset, samples, valid, emb_mask, hid_masks)
-        new, cost, g = training.step(self, training.Carry(W, S, H), inp, logpop)
-        return new.W, new.S, new.H, cost, g
+        new, costs, g = training.train_window(self, training.Carry(W, S, H), [inp], logpop)
+        return new.W, new.S, new.H, costs[0], g

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 @dataclass(frozen=True)
 class Params(Mapping):
     """The hyperparameters of GRU4Rec with the original's names and defaults (spec 9.1), plus
-    three of this package (elu_param, seed, sparse_updates).
+    four of this package (elu_param, seed, sparse_updates, bptt).
 
     Read them as attributes (typed) or by name like a read-only dict (the original's names, as
     parameter strings and files spell them). A Params is not checked when built: `updated`
@@ -86,6 +86,12 @@ class Params(Mapping):
     sparse_updates: str = "per-occurrence"
     """How repeated rows of an item matrix are updated in one step (spec 7.4): 'per-occurrence'
     (the original as it runs) or 'summed' (the official ports: sum, then one step per row)."""
+    bptt: int = 1
+    """Truncated backpropagation through time: bptt=k trains k consecutive minibatches as one,
+    the gradient flowing back through their k steps of the recurrence, with one optimizer
+    update per k steps (1: the original's per-step training, the previous hidden state a
+    constant; for long user histories in the sequence-aware mode). steps_per_call is rounded
+    up to a multiple of bptt."""
 
     def __getitem__(self, name):
         if name not in self.__dataclass_fields__:
@@ -210,6 +216,8 @@ def validate(p):
     if len(p["adapt_params"]) < need:
         bad(f"adapt={p['adapt']} needs {need} value(s) in adapt_params, e.g. adapt_params="
             + "/".join(["0.9", "0.999"][:need]))
+    if not isinstance(p["bptt"], int) or isinstance(p["bptt"], bool) or p["bptt"] < 1:
+        bad(f"Invalid value for parameter bptt: {p['bptt']!r} (an int >= 1: minibatches per gradient window)")
     if p["sparse_updates"] not in SPARSE_UPDATES:
         bad(f"Invalid value for parameter sparse_updates: {p['sparse_updates']!r} "
             f"(choose from {', '.join(SPARSE_UPDATES)})")

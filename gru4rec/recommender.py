@@ -13,7 +13,7 @@ from .backend import mode_for
 from .data import check_batch_size, prepare
 from .model import Network
 from .sampling import SampleStore
-from .training import Trainer
+from .training import Trainer, whole_windows
 
 
 class GRU4Rec:
@@ -22,7 +22,8 @@ class GRU4Rec:
     GRU4Rec(loss='cross-entropy', final_act='softmax', layers=[100], ...) takes every
     hyperparameter of the original (see `gru4rec.params.DEFAULTS`); `device` ('cpu', 'gpu',
     'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
-    `steps_per_call` how many minibatches one compiled call trains; `fused_ops` (default on)
+    `steps_per_call` how many minibatches one compiled call trains (rounded up to a multiple
+    of the parameter `bptt`); `fused_ops` (default on)
     trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer;
     `precision` ('float32', the default, or 'tf32') is the matrix-product precision of the
     JAX backend on a GPU for training, evaluation and prediction (the original multiplies in
@@ -135,7 +136,7 @@ class GRU4Rec:
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
         mode = mode_for(self.backend, self.device, self.precision)  # sets the device of what follows
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
-        K = self.steps_per_call
+        K = whole_windows(self.steps_per_call, p["bptt"])
         sampler = None
         if p["n_sample"]:
             sampler = SampleStore(td.pop, p["n_sample"], p["sample_alpha"], sample_store, K,

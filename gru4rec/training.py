@@ -7,13 +7,21 @@ item matrices (never the whole matrices) and scattered back (spec 7.4). The host
 epoch's schedule, hands it over K steps at a time and keeps one call in flight while it reads
 the previous one's costs.
 
+Truncated BPTT (parameter `bptt`): one scan iteration trains a window of `bptt` consecutive
+minibatches, unrolled. The hidden state flows through the window's steps, so the gradient of
+the window's summed cost reaches back through them, and the window gets one optimizer update.
+A window starts from the carried hidden states as constants; a reset inside it zeroes the
+slot's state, which cuts the gradient between sessions. bptt=1 is the original's training.
+
 This module reads the network only through `Network`'s attributes (p, W, mode, sparse, pad,
 forward, ...), so `gru4rec.model` can import it without a cycle.
 """
+import operator
 import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import reduce
 from typing import NamedTuple
 
 import numpy as np
@@ -128,7 +136,7 @@ def _cost(net, out, out_w, b, logq, active, cols):
 
 def forward_cost(net, W, H, inp, logpop):
     """Forward pass and cost of one minibatch: (cost, new hidden states, Gathered). The new
-    states are zero where the slot's session ended or the slot is inactive (spec 3.2, 5)."""
+    states are zero where the slot's session ended or the slot is inactive (spec 3.2 step 5)."""
     cols = _columns(net, inp)
     gathered, inp_rows, out_w = _gather(net, W, inp.x, cols.items)
     out, new_H = net.forward(W, inp_rows, H, inp.emb_mask, inp.hid_masks)
@@ -138,12 +146,18 @@ def forward_cost(net, W, H, inp, logpop):
 
 
 def gradients(net, cost, W, gathered):
-    """(indices, gradients) by weight name: per gathered row for the item matrices (summed per
-    row for sparse_updates='summed'), whole for the dense weights; capped (spec 7.2)."""
+    """(indices, gradients) by weight name for the cost of the steps that gathered the list
+    `gathered`: for an item matrix the rows of all steps concatenated in step order, one
+    gradient row per occurrence (summed per row for sparse_updates='summed'); whole for the
+    dense weights; all capped together (spec 7.2)."""
     dense = [n for n in W if n not in net.sparse]
-    wrt = [gathered.rows[n] for n in net.sparse] + [W[n] for n in dense]
-    g = OrderedDict(zip(net.sparse + dense, pytensor.grad(cost, wrt)))
-    idx = OrderedDict((n, gathered.idx[n]) for n in net.sparse)
+    k = len(gathered)
+    flat = pytensor.grad(cost, [s.rows[n] for n in net.sparse for s in gathered] + [W[n] for n in dense])
+    g, idx = OrderedDict(), OrderedDict()
+    for i, n in enumerate(net.sparse):
+        g[n] = pt.concatenate(flat[i * k:(i + 1) * k])
+        idx[n] = pt.concatenate([s.idx[n] for s in gathered])
+    g.update(zip(dense, flat[k * len(net.sparse):]))
     if net.p["sparse_updates"] == "summed":
         for n in net.sparse:
             idx[n], g[n] = sum_duplicates(idx[n], g[n], net.pad)
@@ -178,14 +192,25 @@ def update(net, carry, idx, g, valid):
     return new_W, new_S
 
 
-def step(net, carry, inp, logpop):
-    """One minibatch (spec 3.2): (new Carry, cost, gradients). The previous hidden states are
-    constants of the step, as in the original; `logpop` is log(support) per item index (with
-    the padding row), used only with logq."""
-    cost, H, gathered = forward_cost(net, carry.W, carry.H, inp, logpop)
-    idx, g = gradients(net, cost, carry.W, gathered)
-    W, S = update(net, carry, idx, g, inp.valid)
-    return Carry(W, S, H), cost, g
+def train_window(net, carry, steps, logpop):
+    """Consecutive minibatches (a list of StepInputs) trained as one: (new Carry, the per-step
+    costs, gradients). The hidden state runs through the steps, and the gradient of their summed
+    cost through the recurrence back to the window's start, where the carried states enter as
+    constants; then one optimizer update. One step is the original's step (spec 3.2).
+    `logpop` is log(support) per item index (with the padding row), used only with logq."""
+    H, costs, gathered = carry.H, [], []
+    for inp in steps:
+        cost, H, rows = forward_cost(net, carry.W, H, inp, logpop)
+        costs.append(cost)
+        gathered.append(rows)
+    idx, g = gradients(net, reduce(operator.add, costs), carry.W, gathered)
+    W, S = update(net, carry, idx, g, reduce(pt.maximum, [inp.valid for inp in steps]))
+    return Carry(W, S, H), costs, g
+
+
+def whole_windows(steps, bptt):
+    """`steps` rounded up to a multiple of `bptt`: a compiled call trains whole windows."""
+    return -(-steps // bptt) * bptt
 
 
 def optimizer_state(net):
@@ -210,10 +235,15 @@ class CallInputs(NamedTuple):
 
 
 def _step_inputs(seq, n_layers):
-    """StepInputs from one scan iteration's slices of the named sequences."""
-    hid = [seq[f"hid{i}"] for i in range(n_layers)] if "hid0" in seq else None
-    return StepInputs(seq["x"], seq["y"], seq["active"], seq["reset"], seq.get("samples"), seq["valid"],
-                      seq.get("emb"), hid)
+    """StepInputs of every step of a window from one scan iteration's (bptt, ...) slices of
+    the named sequences."""
+    steps = []
+    for j in range(seq["x"].type.shape[0]):
+        s = {name: v[j] for name, v in seq.items()}
+        hid = [s[f"hid{i}"] for i in range(n_layers)] if "hid0" in s else None
+        steps.append(StepInputs(s["x"], s["y"], s["active"], s["reset"], s.get("samples"), s["valid"],
+                                s.get("emb"), hid))
+    return steps
 
 
 @dataclass(frozen=True)
@@ -249,7 +279,8 @@ class EpochRecord:
 class Trainer:
     """The training side of one Network: the optimizer state, the hidden states and the sample
     store as shared variables, the compiled call `fn(x, y, active, reset, offset) -> costs (K,)`
-    that trains K minibatches, and the epoch loop around it.
+    that trains K minibatches, K / bptt windows of the parameter `bptt`, and the epoch loop
+    around it.
 
     Compiling runs one all-padding call, so the JIT backends compile now and not in the first
     epoch; it changes no weight, state or hidden state. Dropout masks are drawn on the device."""
@@ -257,6 +288,8 @@ class Trainer:
     def __init__(self, net, steps_per_call, mode, store_rows=0, seed=42):
         self.net, self.K = net, steps_per_call
         p = net.p
+        if steps_per_call % p["bptt"]:
+            raise ValueError(f"steps_per_call={steps_per_call} is not a multiple of bptt={p['bptt']}")
         self.S = optimizer_state(net)
         self.H = [pytensor.shared(np.zeros((p["batch_size"], L), np.float32), name=f"H{i}",
                                   shape=(p["batch_size"], L)) for i, L in enumerate(p["layers"])]
@@ -277,26 +310,28 @@ class Trainer:
         seqs, new_rng = self._sequences(call, rng)
         carry = Carry(self.net.W, self.S, self.H)
         outs = pytensor.scan(self._body(list(seqs), carry), sequences=list(seqs.values()),
-                             outputs_info=carry.flat() + [None], n_steps=K, return_updates=False, mode=mode)
+                             outputs_info=carry.flat() + [None], n_steps=K // self.net.p["bptt"],
+                             return_updates=False, mode=mode)
         updates = [(var, o[-1]) for var, o in zip(carry.flat(), outs[:-1])]
         if new_rng is not rng:
             updates.append((rng, new_rng))
         # without negative samples (n_sample=0) the store offset is unused, and that is fine
-        f = pytensor.function(list(call), outs[-1], updates=updates, mode=mode,
+        f = pytensor.function(list(call), outs[-1].reshape((K,)), updates=updates, mode=mode,
                               on_unused_input="ignore" if self.store is None else "raise")
         f.trust_input = True  # callers hand over arrays of the right types, possibly device arrays
         return f
 
     def _sequences(self, call, rng):
-        """The scan's sequences by name, one entry per step, and the dropout generator after
-        drawing this call's masks."""
+        """The scan's sequences by name, one entry per window of bptt steps, and the dropout
+        generator after drawing this call's masks."""
         seqs = OrderedDict(x=call.x, y=call.y, active=call.active, reset=call.reset,
                            valid=(call.active.sum(axis=1) > 0).astype("float32"))
         if self.store is not None:
             seqs["samples"] = self.store[call.offset + pt.arange(self.K)]
         rng, masks = self._dropout_masks(rng)
         seqs.update(masks)
-        return seqs, rng
+        w = self.net.p["bptt"]
+        return OrderedDict((k, v.reshape((self.K // w, w, *v.type.shape[1:]))) for k, v in seqs.items()), rng
 
     def _dropout_masks(self, rng):
         """Inverted-dropout masks (spec 4.4) of all K steps: 'emb' for the input embedding,
@@ -321,9 +356,9 @@ class Trainer:
         n = len(names)
 
         def body(*args):
-            inp = _step_inputs(dict(zip(names, args[:n])), len(p["layers"]))
-            new, cost, _ = step(self.net, carry.like(args[n:]), inp, logpop)
-            return new.flat() + [cost]
+            steps = _step_inputs(dict(zip(names, args[:n])), len(p["layers"]))
+            new, costs, _ = train_window(self.net, carry.like(args[n:]), steps, logpop)
+            return new.flat() + [pt.stack(costs)]
         return body
 
     def _warm_up(self):

@@ -499,3 +499,26 @@ def sparse_update(P, state: dict, idx, g, cfg) -> None:
         np.add.at(P, idx, v)
     else:
         np.add.at(P, idx, -delta)
+
+
+# ---------------------------------------------------------------------------
+# truncated BPTT over a window of consecutive minibatches
+# ---------------------------------------------------------------------------
+def forward_window(steps: list, H: list):
+    """Losses of consecutive minibatches whose hidden state is carried from one step to
+    the next, so that the loss depends on the earlier steps' inputs (truncated BPTT).
+
+    Every element of ``steps`` is a dict with the ``forward`` arguments of that step:
+    'params', 'x', 'y', 'samples', 'cfg', optionally 'masks', and 'reset' (M,): 1 where the
+    target ends the slot's session, so that the slot's state is zero for the next step and
+    nothing of the earlier steps reaches it. All M slots are active in every step.
+
+    Returns (the summed loss of every step, before /B; the state after the last step).
+    """
+    losses = []
+    for s in steps:
+        loss, newH, _ = forward(s["params"], s["x"], s["y"], s["samples"], H, s["cfg"], s.get("masks"))
+        losses.append(loss)
+        keep = 1.0 - np.asarray(s["reset"], dtype=np.float64)
+        H = [h * keep[:, None] for h in newH]
+    return losses, H
