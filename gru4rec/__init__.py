@@ -3,6 +3,9 @@
 `GRU4Rec` and `DataError` are imported on first use, so that the light modules
 (`gru4rec.params`, the command-line parsers) load without PyTensor and JAX. Importing the
 package sets nothing up; see `gru4rec.backend` for what the first compile does.
+
+The algorithm is described in docs/algorithm.md of the repository: "spec X.Y" in the
+docstrings and comments of every module means its section X.Y.
 """
 import importlib
 
