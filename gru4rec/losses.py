@@ -4,8 +4,15 @@ Training scores are a static-shape B x (B + S) matrix: rows and in-batch target 
 inactive slots (the shrinking tail of an epoch) are masked, so every formula below equals
 the original's on the M x (M + S) matrix of the active slots. A step with no active slot
 (padding, and with n_sample=0 no active column either) must give 0, not 0/0: hence `_ratio`.
+
+These expressions are the only statement of each formula: the unfused training graph uses them
+directly, and the fused `gru4rec.ops.ScoreLoss` differentiates them inside its own inner graph.
+The row maximum subtracted before an exponent only keeps it from overflowing; the result does
+not depend on it, so its gradient is exactly zero and `disconnected_grad` keeps autodiff from
+building it (the argmax pass and its cancelling terms).
 """
 import pytensor.tensor as pt
+from pytensor.gradient import disconnected_grad
 
 EPS = 1e-24
 
@@ -16,9 +23,10 @@ def _ratio(a, b):
 
 
 def _row_max(X, colmask):
-    """Each row's maximum over the unmasked columns (0 when every column is masked)."""
+    """Each row's maximum over the unmasked columns (0 when every column is masked), a shift
+    without gradient."""
     m = pt.max(pt.switch(colmask[None, :] > 0, X, -pt.inf), axis=1, keepdims=True)
-    return pt.switch(pt.isinf(m), 0, m)
+    return disconnected_grad(pt.switch(pt.isinf(m), 0, m))
 
 
 def activation(name):
@@ -59,7 +67,7 @@ def activation(name):
 def _softmax_neg(Y, negmask):
     """Softmax over each row's negatives (spec 6): zero on the positive and on masked columns."""
     Xn = Y * negmask
-    e = pt.exp(Xn - Xn.max(axis=1, keepdims=True)) * negmask
+    e = pt.exp(Xn - disconnected_grad(Xn.max(axis=1, keepdims=True))) * negmask
     return _ratio(e, e.sum(axis=1, keepdims=True))
 
 

@@ -1,7 +1,8 @@
 """The fused Ops of gru4rec.ops against the unfused graphs they replace.
 
 ScoreLoss: value and gradients (pytensor.grad through the Op versus through losses.loss_sum)
-in every backend, with masked rows and columns and the logQ term. SparseAdagrad: against
+in every backend, with masked rows and columns and the logQ term; its inner graph is the
+loss of gru4rec.losses, and the C backend runs it compiled by the C VM. SparseAdagrad: against
 Optimizer.sparse and a NumPy statement of spec 7.4 with repeated indices, out of place and
 in place. Then one Network.step and a short fit with and without the fused Ops.
 """
@@ -11,6 +12,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.link.vm import VMLinker
 
 from gru4rec import GRU4Rec, ops
 from gru4rec import params as P
@@ -29,8 +31,9 @@ SLOW_BACKENDS = [b if b == "jax" else pytest.param(b, marks=pytest.mark.slow) fo
 
 
 def mode(backend):
-    """The compilation mode of the package for a backend ('c' is the C VM linker, where the
-    Ops run their NumPy `perform`)."""
+    """The compilation mode of the package for a backend ('c' is the C VM linker, where
+    ScoreLoss's `perform` runs its inner graph compiled by the C VM and SparseAdagrad's
+    `perform` is NumPy)."""
     return mode_for(backend)
 
 pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
@@ -70,6 +73,7 @@ def test_score_loss_matches_unfused(backend, loss, final_act, bpreg, logq):
     nodes = f.maker.fgraph.toposort()
     assert sum(isinstance(n.op, ops.ScoreLoss) for n in nodes) == 1  # one fused pass, value and gradient
     got = f(*v.values())
+    assert all(np.asarray(a).dtype == np.float32 for a in got)  # no float64 from the inner graph
     assert got[0] == pytest.approx(float(got[1]), rel=1e-5)
     for name, a, e in zip("hOb", got[2:5], got[5:8]):
         np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6, err_msg=name)
@@ -106,6 +110,24 @@ def test_score_loss_gradient_of_gradient_outputs_refused():
     assert not ops.loss_covered("cross-entropy", "softmax", smoothing=0.1)
     assert not ops.loss_covered("bpr-max", "tanh") and not ops.loss_covered("top1-max", "linear")
     assert ops.loss_covered("bpr-max", "elu-1") and ops.loss_covered("cross-entropy", "softmax")
+    for loss, act in (("top1-max", "linear"), ("cross-entropy", "elu"), ("bpr-max", "tanh")):
+        with pytest.raises(ValueError, match="does not cover"):
+            ops.ScoreLoss(loss, act)
+
+
+def test_score_loss_inner_graph_is_the_loss_of_losses_py():
+    """The fused Op holds no formula of its own: its first inner output is losses.loss_sum on
+    the scores (the same graph, node for node), the others pytensor.grad of it; the C backend
+    compiles that inner graph with the C VM, not with PyTensor's default Numba linker."""
+    h, O = pt.matrix("h"), pt.matrix("O")
+    b, lq, r, c = pt.vector("b"), pt.vector("lq"), pt.vector("r"), pt.vector("c")
+    node = ops.ScoreLoss("bpr-max", "elu", 0.5, 1.95, 0.7)(h, O, b, lq, r, c)[0].owner
+    ih, iO, ib, ilq, ir, ic = node.op.inner_inputs
+    R = pt.dot(ih, iO.T) + ib[None, :] - 0.7 * ilq[None, :]
+    expected = loss_sum("bpr-max", activation("elu-0.5")(R, ic), ir, ic, ic.shape[0] - ir.shape[0], 1.95)
+    assert pytensor.graph.basic.equal_computations([node.op.inner_outputs[0]], [expected])
+    linker = node.op.fn.maker.linker
+    assert isinstance(linker, VMLinker) and linker.c_thunks
 
 
 # SparseAdagrad ------------------------------------------------------------------------------------
