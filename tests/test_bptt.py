@@ -12,13 +12,12 @@ import pytensor.tensor as pt
 import pytest
 
 from gru4rec import GRU4Rec, ops, training
-from gru4rec import params as P
 from gru4rec.backend import mode_for
 from gru4rec.model import Network, init_weights, sparse_names
 from gru4rec.synthetic import generate
 
 from . import reference as ref
-from .test_step import expanded, make_params, ref_cfg, to_ref
+from .test_step import case_id, expanded, make_params, ref_cfg, to_ref, with_fused
 
 N = 40  # items: enough that a window's sessions can run on distinct items
 K = 3   # steps per window
@@ -152,16 +151,7 @@ CASES = [
 ]
 
 
-def _covered(case):
-    p = make_params(**case)
-    return ops.loss_covered(p["loss"], P.final_act_of(p), p["smoothing"]) or ops.update_covered(p["adapt"])
-
-
-WINDOW_CASES = [(c, False) for c in CASES] + [(c, True) for c in CASES if _covered(c)]
-
-
-@pytest.mark.parametrize("case, fused", WINDOW_CASES,
-                         ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}")
+@pytest.mark.parametrize("case, fused", with_fused(CASES), ids=case_id)
 def test_window_matches_reference(case, fused):
     """Costs, gradients through the recurrence (a reset inside the window included), the one
     update of the window and the new states, against the float64 reference."""

@@ -137,12 +137,16 @@ def _fused_covered(case):
     return ops.loss_covered(p["loss"], P.final_act_of(p), p["smoothing"]) or ops.update_covered(p["adapt"])
 
 
-# every case unfused, and again with the fused Ops where they cover the loss or the update
-STEP_CASES = [(c, False) for c in CASES] + [(c, True) for c in CASES if _fused_covered(c)]
+def with_fused(cases):
+    """Every case unfused, and again with the fused Ops where they cover the loss or the update."""
+    return [(c, False) for c in cases] + [(c, True) for c in cases if _fused_covered(c)]
 
 
-@pytest.mark.parametrize("case, fused", STEP_CASES,
-                         ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}")
+def case_id(v):
+    return "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}"
+
+
+@pytest.mark.parametrize("case, fused", with_fused(CASES), ids=case_id)
 def test_step_matches_reference(case, fused):
     rng = np.random.default_rng(7)
     p = make_params(**case)
