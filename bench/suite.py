@@ -70,7 +70,7 @@ def machine_peaks():
 def floor(p, n_items):
     """(GFLOP, MB) per minibatch: matrix products forward and backward, and the bytes of the
     gathered rows, their gradients and the sparse optimizer state read and written."""
-    B, S, layers = p["batch_size"], p["n_sample"], p["layers"]
+    B, S, layers = p.batch_size, p.n_sample, p.layers
     K = B + S
     H = layers[-1]
     flops = 3 * 2 * B * K * H  # scores, and the two products of their backward pass
@@ -79,7 +79,7 @@ def floor(p, n_items):
         flops += 3 * 2 * B * (d_in * 3 * L + L * 3 * L)
         d_in = L
     rows = (B + K) * H
-    n_state = 1 + 1 + (1 if p["momentum"] > 0 else 0)  # weight, Adagrad accumulator, velocity
+    n_state = 1 + 1 + (1 if p.momentum > 0 else 0)  # weight, Adagrad accumulator, velocity
     bytes_ = 4 * rows * (2 * n_state + 2)  # read+write each state row, gradient write+read
     return flops / 1e9, bytes_ / 1e6
 

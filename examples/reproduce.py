@@ -93,7 +93,7 @@ def main():
     eval_s = time.time() - t0
     md = table(args.dataset, ours)
     header = (f"## {args.dataset}: ours vs. published (conservative ties, {ours.n} test events)\n\n"
-              f"Trained {model.params['n_epochs']} epochs on `{train_path}` in {train_s:.0f} s, evaluated on "
+              f"Trained {model.params.n_epochs} epochs on `{train_path}` in {train_s:.0f} s, evaluated on "
               f"`{test_path}` in {eval_s:.1f} s; {platform.processor() or platform.machine()}, device "
               f"{args.device}, backend {args.backend}.\n\n")
     print(md)

@@ -166,4 +166,6 @@ def _donating_jax_linker(precision, device):
                 return jitted
             return lambda *args: jitted(*(int(a) if i in static else a for i, a in enumerate(args)))
 
-    return DonatingJAXLinker()
+    linker = DonatingJAXLinker()
+    linker.device = device  # where the callers put their inputs (gru4rec.training.Trainer)
+    return linker

@@ -89,9 +89,7 @@ def time_values(col, time_key, where=""):
     becomes datetime64, numbers and date-times are returned as they are. Raises DataError naming
     the column and a bad value for anything else: other text (e.g. 01/02/2014, day or month
     first?), booleans, infinities, date-times with and without, or with different, time zones."""
-    def bad(value, why=""):
-        value = value.item() if isinstance(value, np.generic) else value
-        raise DataError(f"{where}column {time_key!r} must hold {TIME_FORMATS}{why}; found {value!r}")
+    bad = _time_error(time_key, where)
     if pd.api.types.is_bool_dtype(col):
         bad(col.iloc[0])
     if pd.api.types.is_datetime64_any_dtype(col):
@@ -109,7 +107,21 @@ def time_values(col, time_key, where=""):
     try:
         return time_values(pd.to_numeric(obj), time_key, where)
     except (ValueError, TypeError):
-        pass
+        pass  # not all numbers
+    return _datetimes(obj, bad)
+
+
+def _time_error(time_key, where):
+    """bad(value, why=''): raises the DataError that names the time column and the value."""
+    def bad(value, why=""):
+        value = value.item() if isinstance(value, np.generic) else value
+        raise DataError(f"{where}column {time_key!r} must hold {TIME_FORMATS}{why}; found {value!r}")
+    return bad
+
+
+def _datetimes(obj, bad):
+    """Values that are not all numbers, as datetime64 when they are all ISO 8601 date-times
+    in one time zone (or none); otherwise `bad` with a value that is not."""
     text = obj.map(lambda v: v if isinstance(v, (str, datetime.date, np.datetime64)) else _NOT_TEXT)
     try:
         with warnings.catch_warnings():
@@ -117,14 +129,25 @@ def time_values(col, time_key, where=""):
             return pd.to_datetime(text, format="ISO8601")
     except (ValueError, TypeError, OverflowError) as e:
         if "timezone" in str(e).lower() or "tz" in str(e).lower():
-            zones = {}
-            for v in pd.unique(text):
-                try:
-                    zones.setdefault(pd.Timestamp(v).utcoffset(), v)
-                except (ValueError, TypeError):
-                    bad(v)
-                if len(zones) > 1:
-                    bad(v, " in one time zone")
+            _check_one_zone(text, bad)
+    bad(_first_unparsed(obj, text))
+
+
+def _check_one_zone(text, bad):
+    """`bad` with the first date-time that does not parse or is in a second time zone."""
+    zones = {}
+    for v in pd.unique(text):
+        try:
+            zones.setdefault(pd.Timestamp(v).utcoffset(), v)
+        except (ValueError, TypeError):
+            bad(v)
+        if len(zones) > 1:
+            bad(v, " in one time zone")
+
+
+def _first_unparsed(obj, text):
+    """The value to name in the error: the first that does not parse as what most values
+    parse as (numbers or date-times)."""
     num = pd.to_numeric(obj, errors="coerce")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,7 +156,7 @@ def time_values(col, time_key, where=""):
         except (ValueError, TypeError, OverflowError):
             dt = pd.Series(pd.NaT, index=obj.index)
     failed = (num.isna() if num.notna().sum() > dt.notna().sum() else dt.isna()).to_numpy(bool)
-    bad(obj[failed].iloc[0] if failed.any() else obj.iloc[0])
+    return obj[failed].iloc[0] if failed.any() else obj.iloc[0]
 
 
 _NOT_TEXT = "(not text)"  # stands in for numbers in the ISO 8601 parse, which then refuses them

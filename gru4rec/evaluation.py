@@ -23,8 +23,7 @@ import pytensor.tensor as pt
 from .backend import mode_for
 from .data import DataError, check_frame, session_parallel_schedule
 from .losses import activation
-
-MODES = ("standard", "conservative", "median", "tiebreaking")
+from .params import TIE_MODES as MODES
 _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator}
 
 
@@ -219,51 +218,26 @@ class Evaluator:
         # No reference to `net` itself: the cache holding evaluators is keyed weakly by it.
         self.W, self.n_items, self.pad = net.W, net.n_items, net.pad
         self.B, self.K = batch_size, steps
-        B, K = batch_size, steps
-        self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"evalH{i}", shape=(B, L))
-                  for i, L in enumerate(net.p["layers"])]
-        X = pt.tensor("x", dtype="int32", shape=(K, B))
-        Y = pt.tensor("y", dtype="int32", shape=(K, B))
-        KEEP = pt.tensor("keep", dtype="float32", shape=(K, B))
+        self.H = [pytensor.shared(np.zeros((batch_size, L), np.float32), name=f"evalH{i}", shape=(batch_size, L))
+                  for i, L in enumerate(net.p.layers)]
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
-        rng = [self.rng]
-        W, N = net.W, net.n_items
-        act = score_activation(net)
-        ar = pt.arange(B, dtype="int32")
         self.output = PaddedOutput(net) if candidates is None else None
-        if candidates is not None:
-            cand = pt.constant(np.asarray(candidates, np.int32), name="candidates")
+        cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
+        self.fn = self._compile(net, cand, mode)
 
-        def noise(shape):
-            if rng[0] is None:
-                return None
-            rng[0], u = rng[0].uniform(0, 1, size=shape, dtype="float32")
-            return _f32(1e-10) * u
+    def _compile(self, net, cand, mode):
+        """fn(x, y, keep) -> (gt, eq), each (K, B), over K events of every slot; the hidden
+        states (and the tie-break generator) carry over from call to call."""
+        K, B, nl = self.K, self.B, len(self.H)
+        X, Y, KEEP = (pt.tensor(n, dtype=d, shape=(K, B))
+                      for n, d in (("x", "int32"), ("y", "int32"), ("keep", "float32")))
+        carry = [] if self.rng is None else [self.rng]
 
-        def noisy(S):
-            n = noise(S.shape)
-            return S if n is None else S + n
+        def step(x, y, keep, *state):  # state: the hidden states, then the generator if any
+            rng = state[nl] if carry else None
+            new_H, gt, eq, rng = self._step(net, cand, x, y, keep, list(state[:nl]), rng)
+            return new_H + [gt, eq] + ([rng] if carry else [])
 
-        def step(x, y, keep, *state):
-            H = list(state[:nl])
-            if tiebreak:  # the generator is a scan carry, so each step draws fresh noise
-                rng[0] = state[nl]
-            out, new_H = net.forward(W, net.input_rows(W, x), H)
-            if candidates is None:
-                R = self.output.raw_scores(out)
-                S, t = scores_and_target(net, R, y, noise(R.shape))
-                gt, eq = rank_counts(S, t, y, N)
-                eq = eq + 1
-            else:  # [targets] ++ candidates, as the original lays it out (spec 10.1 step 7)
-                cols = pt.concatenate([y, cand])
-                S = noisy(act(pt.dot(out, W["Wy"][cols].T) + W["By"][cols]))
-                target, others = S[ar, ar], S[:, B:]
-                gt = (others > target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
-                eq = pt.eq(others, target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
-            return [h * keep[:, None] for h in new_H] + [gt, eq] + ([rng[0]] if tiebreak else [])
-
-        nl = len(self.H)
-        carry = [self.rng] if tiebreak else []
         if K == 1:
             outs = step(X[0], Y[0], KEEP[0], *self.H, *carry)
             new_H, gt, eq = outs[:nl], outs[nl][None], outs[nl + 1][None]
@@ -274,7 +248,21 @@ class Evaluator:
             new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
             new_rng = list(res[nl + 2:])  # scan hands back only the last generator state
         updates = list(zip(self.H + carry, new_H + new_rng))
-        self.fn = pytensor.function([X, Y, KEEP], [gt, eq], updates=updates, mode=mode)
+        return pytensor.function([X, Y, KEEP], [gt, eq], updates=updates, mode=mode)
+
+    def _step(self, net, cand, x, y, keep, H, rng):
+        """One event of every slot: the new hidden states (zeroed where keep is 0), the counts
+        of items scoring above and equal to the target, and the generator's new state."""
+        out, new_H = net.forward(net.W, net.input_rows(net.W, x), H)
+        if cand is None:
+            R = self.output.raw_scores(out)
+            rng, noise = _tie_noise(rng, R.shape)
+            S, t = scores_and_target(net, R, y, noise)
+            gt, eq = rank_counts(S, t, y, net.n_items)
+            eq = eq + 1
+        else:
+            gt, eq, rng = _candidate_counts(net, out, y, cand, rng, self.B)
+        return [h * keep[:, None] for h in new_H], gt, eq, rng
 
     def refresh(self):
         """Copies the network's current Wy/By into the padded scoring matrices."""
@@ -312,6 +300,31 @@ class Evaluator:
         return gt, eq
 
 
+def _tie_noise(rng, shape):
+    """(new generator state, noise): uniform noise below 1e-10 that breaks ties (the
+    tiebreaking mode); (None, None) without a generator."""
+    if rng is None:
+        return None, None
+    rng, u = rng.uniform(0, 1, size=shape, dtype="float32")
+    return rng, _f32(1e-10) * u
+
+
+def _candidate_counts(net, out, y, cand, rng, B):
+    """(gt, eq, new generator state) against an item list: the columns are the targets, then
+    the candidates, as the original lays them out (spec 10.1 step 7); only the candidates
+    are counted."""
+    ar = pt.arange(B, dtype="int32")
+    cols = pt.concatenate([y, cand])
+    S = score_activation(net)(pt.dot(out, net.W["Wy"][cols].T) + net.W["By"][cols])
+    rng, noise = _tie_noise(rng, S.shape)
+    if noise is not None:
+        S = S + noise
+    target, others = S[ar, ar], S[:, B:]
+    gt = (others > target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+    eq = pt.eq(others, target[:, None]).sum(axis=1, dtype="int32", acc_dtype="int32")
+    return gt, eq, rng
+
+
 def _evaluator(model, batch_size, steps, tiebreak, candidates):
     """A compiled evaluator, reused while the network (its weights' variables) is the same."""
     net = model.net
@@ -320,7 +333,7 @@ def _evaluator(model, batch_size, steps, tiebreak, candidates):
     per_net = _CACHE.setdefault(net, {})
     if key not in per_net:
         mode = mode_for(model.backend, model.device, model.precision)
-        per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params["seed"])
+        per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params.seed)
     return per_net[key]
 
 
@@ -357,7 +370,7 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     """
     cut_off = check_request(model, cut_off, mode, batch_size, steps)
     p = model.params
-    keys = (session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"])
+    keys = (session_key or p.session_key, item_key or p.item_key, time_key or p.time_key)
     c = ",".join(map(str, cut_off))
     print(f"Measuring Recall@{c} and MRR@{c}")
     candidates = None

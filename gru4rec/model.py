@@ -11,34 +11,33 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from . import backend  # noqa: F401  (float32 and cache set-up before any graph is built)
-from . import ops, training
+from . import ops
 from .losses import activation
 from .params import final_act_of
 
 
 def embedding_mode(p):
     """'shared' (Wy doubles as input embedding), 'separate' (own E) or 'none' (one-hot input)."""
-    if p["constrained_embedding"]:
+    if p.constrained_embedding:
         return "shared"
     return "separate" if embedding_size(p) else "none"
 
 
 def embedding_size(p):
-    return p["layers"][0] if p["embedding"] == "layersize" else int(p["embedding"])
+    return p.layers[0] if p.embedding == "layersize" else int(p.embedding)
 
 
 def input_size(p, n_items):
-    return {"shared": p["layers"][-1], "separate": embedding_size(p), "none": n_items}[embedding_mode(p)]
+    return {"shared": p.layers[-1], "separate": embedding_size(p), "none": n_items}[embedding_mode(p)]
 
 
 def init_weights(n_items, p):
     """Weights as float32 arrays, drawn in the original's order from one seeded stream (spec 8)."""
-    rng = np.random.RandomState(p["seed"])
+    rng = np.random.RandomState(p.seed)
 
     def draw(r, c):
-        s = p["sigma"] if p["sigma"] != 0 else np.sqrt(6.0 / (r + c))
-        if p["init_as_normal"]:
+        s = p.sigma if p.sigma != 0 else np.sqrt(6.0 / (r + c))
+        if p.init_as_normal:
             return (rng.randn(r, c) * s).astype(np.float32)
         return (rng.rand(r, c) * s * 2 - s).astype(np.float32)
 
@@ -47,13 +46,13 @@ def init_weights(n_items, p):
     if mode == "separate":
         W["E"] = draw(n_items, embedding_size(p))
     d_in = input_size(p, n_items)
-    for i, L in enumerate(p["layers"]):
+    for i, L in enumerate(p.layers):
         W[f"Wx{i}"] = np.hstack([draw(d_in, L) for _ in range(3)])
         W[f"Wh{i}"] = draw(L, L)
         W[f"Wrz{i}"] = np.hstack([draw(L, L) for _ in range(2)])
         W[f"Bh{i}"] = np.zeros(3 * L, np.float32)
         d_in = L
-    W["Wy"] = draw(n_items, p["layers"][-1])
+    W["Wy"] = draw(n_items, p.layers[-1])
     W["By"] = np.zeros(n_items, np.float32)
     return W
 
@@ -68,10 +67,10 @@ class Network:
     """Shared variables of one model and the symbolic computations over them."""
 
     def __init__(self, p, n_items, weights=None, pop=None, fused=True):
-        self.p = dict(p)
+        self.p = p  # a gru4rec.params.Params
         # fused: the loss and the sparse Adagrad updates through gru4rec.ops where they cover them
-        self.fused_loss = bool(fused) and ops.loss_covered(p["loss"], final_act_of(p), p["smoothing"])
-        self.fused_update = bool(fused) and ops.update_covered(p["adapt"])
+        self.fused_loss = bool(fused) and ops.loss_covered(p.loss, final_act_of(p), p.smoothing)
+        self.fused_update = bool(fused) and ops.update_covered(p.adapt)
         self.n_items = n_items
         self.mode = embedding_mode(p)
         self.final_act = final_act_of(p)
@@ -104,7 +103,7 @@ class Network:
     # forward -------------------------------------------------------------------------------
     def _gru(self, W, i, a, Hp, act):
         """One GRU layer (spec 4.3): reset gate before the recurrent matmul, a single bias."""
-        L = self.p["layers"][i]
+        L = self.p.layers[i]
         rz = pt.sigmoid(a[:, L:] + pt.dot(Hp, W[f"Wrz{i}"]))
         r, z = rz[:, :L], rz[:, L:]
         h_cand = act(pt.dot(Hp * r, W[f"Wh{i}"]) + a[:, :L])
@@ -115,14 +114,14 @@ class Network:
 
         inp_rows are Wx0[x] (no embedding), E[x] or Wy[x] (shared). Masks are multiplicative
         dropout masks (already scaled by 1/p_keep) or None."""
-        act = activation(self.p["hidden_act"])
+        act = activation(self.p.hidden_act)
         if self.mode == "none":
             a = inp_rows + W["Bh0"]
         else:
             u = inp_rows if emb_mask is None else inp_rows * emb_mask
             a = pt.dot(u, W["Wx0"]) + W["Bh0"]
         new_H = []
-        for i in range(len(self.p["layers"])):
+        for i in range(len(self.p.layers)):
             if i > 0:
                 a = pt.dot(out, W[f"Wx{i}"]) + W[f"Bh{i}"]
             h = self._gru(W, i, a, H[i], act)
@@ -141,17 +140,3 @@ class Network:
         scores = pt.dot(out, W["Wy"][:-1].T) + W["By"][:-1]
         act = "softmax" if self.final_act == "softmax_logit" else self.final_act
         return activation(act)(scores), new_H
-
-    # one training step outside the compiled loop -----------------------------------------
-    # The unit tests (tests/test_step.py, tests/test_ops.py) build single steps through these
-    # two with positional inputs; training itself goes through gru4rec.training.
-    def init_state(self):
-        """Zero optimizer state as shared variables in `self.S` (see training.optimizer_state)."""
-        self.S = training.optimizer_state(self)
-
-    def step(self, W, S, H, x, y, active, reset, samples, valid, emb_mask, hid_masks, logpop):
-        """One step (a training window of one) on positional inputs: (new W, new S, new H,
-        cost, gradients)."""
-        inp = training.StepInputs(x, y, active, reset, samples, valid, emb_mask, hid_masks)
-        new, costs, g = training.train_window(self, training.Carry(W, S, H), [inp], logpop)
-        return new.W, new.S, new.H, costs[0], g

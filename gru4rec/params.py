@@ -19,7 +19,7 @@ class Params(Mapping):
 
     Read them as attributes (typed) or by name like a read-only dict (the original's names, as
     parameter strings and files spell them). A Params is not checked when built: `updated`
-    converts, resolves and checks; `validate` checks any mapping of parameters.
+    applies converted values, resolves and checks (`validate`).
     """
 
     loss: str = "bpr-max"
@@ -181,49 +181,49 @@ def _act_ok(name, allow_softmax):
 
 
 def validate(p):
-    """Range and consistency checks; raises ValueError naming the problem, warns on odd pairings."""
+    """Range and consistency checks of a Params; raises ValueError naming the problem, warns on odd pairings."""
     def bad(msg):
         raise ValueError(msg)
-    if p["loss"] not in LOSSES:
-        bad(f"Invalid value for parameter loss: {p['loss']!r} (choose from {', '.join(LOSSES)})")
-    if not _act_ok(p["final_act"], True):
-        bad(f"Invalid value for parameter final_act: {p['final_act']!r}")
-    if not _act_ok(p["hidden_act"], False):
-        bad(f"Invalid value for parameter hidden_act: {p['hidden_act']!r}")
-    if not p["layers"] or any(l < 1 for l in p["layers"]):
-        bad(f"Invalid value for parameter layers: {p['layers']!r} (positive sizes, e.g. 100 or 100/100)")
+    if p.loss not in LOSSES:
+        bad(f"Invalid value for parameter loss: {p.loss!r} (choose from {', '.join(LOSSES)})")
+    if not _act_ok(p.final_act, True):
+        bad(f"Invalid value for parameter final_act: {p.final_act!r}")
+    if not _act_ok(p.hidden_act, False):
+        bad(f"Invalid value for parameter hidden_act: {p.hidden_act!r}")
+    if not p.layers or any(l < 1 for l in p.layers):
+        bad(f"Invalid value for parameter layers: {p.layers!r} (positive sizes, e.g. 100 or 100/100)")
     for k in ("n_epochs", "batch_size"):
         if p[k] < 1:
             bad(f"Invalid value for parameter {k}: {p[k]} (must be >= 1)")
     for k in ("dropout_p_hidden", "dropout_p_embed", "smoothing"):
         if not 0.0 <= p[k] < 1.0:
             bad(f"Invalid value for parameter {k}: {p[k]} (must be in [0, 1))")
-    if not 0.0 <= p["momentum"] < 1.0:
-        bad(f"Invalid value for parameter momentum: {p['momentum']} (must be in [0, 1))")
-    if not p["learning_rate"] > 0:
-        bad(f"Invalid value for parameter learning_rate: {p['learning_rate']} (must be > 0)")
+    if not 0.0 <= p.momentum < 1.0:
+        bad(f"Invalid value for parameter momentum: {p.momentum} (must be in [0, 1))")
+    if not p.learning_rate > 0:
+        bad(f"Invalid value for parameter learning_rate: {p.learning_rate} (must be > 0)")
     for k in ("lmbd", "sample_alpha", "grad_cap", "bpreg", "logq", "sigma"):
         if not p[k] >= 0:
             bad(f"Invalid value for parameter {k}: {p[k]} (must be >= 0)")
-    if p["n_sample"] < 0:
-        bad(f"Invalid value for parameter n_sample: {p['n_sample']} (must be >= 0)")
-    emb = p["embedding"]
+    if p.n_sample < 0:
+        bad(f"Invalid value for parameter n_sample: {p.n_sample} (must be >= 0)")
+    emb = p.embedding
     if emb != "layersize" and emb < 0:
         bad(f"Invalid value for parameter embedding: {emb} (must be >= 0 or 'layersize')")
-    if p["adapt"] is not None and p["adapt"] not in ADAPTS:
-        bad(f"Invalid value for parameter adapt: {p['adapt']!r} (choose from {', '.join(ADAPTS)} or None)")
-    need = {"rmsprop": 1, "adadelta": 1, "adam": 2}.get(p["adapt"], 0)
-    if len(p["adapt_params"]) < need:
-        bad(f"adapt={p['adapt']} needs {need} value(s) in adapt_params, e.g. adapt_params="
+    if p.adapt is not None and p.adapt not in ADAPTS:
+        bad(f"Invalid value for parameter adapt: {p.adapt!r} (choose from {', '.join(ADAPTS)} or None)")
+    need = {"rmsprop": 1, "adadelta": 1, "adam": 2}.get(p.adapt, 0)
+    if len(p.adapt_params) < need:
+        bad(f"adapt={p.adapt} needs {need} value(s) in adapt_params, e.g. adapt_params="
             + "/".join(["0.9", "0.999"][:need]))
-    if not isinstance(p["bptt"], int) or isinstance(p["bptt"], bool) or p["bptt"] < 1:
-        bad(f"Invalid value for parameter bptt: {p['bptt']!r} (an int >= 1: minibatches per gradient window)")
-    if p["sparse_updates"] not in SPARSE_UPDATES:
-        bad(f"Invalid value for parameter sparse_updates: {p['sparse_updates']!r} "
+    if not isinstance(p.bptt, int) or isinstance(p.bptt, bool) or p.bptt < 1:
+        bad(f"Invalid value for parameter bptt: {p.bptt!r} (an int >= 1: minibatches per gradient window)")
+    if p.sparse_updates not in SPARSE_UPDATES:
+        bad(f"Invalid value for parameter sparse_updates: {p.sparse_updates!r} "
             f"(choose from {', '.join(SPARSE_UPDATES)})")
-    if p["elu_param"] is not None and p["elu_param"] < 0:
-        bad(f"Invalid value for parameter elu_param: {p['elu_param']} (must be >= 0)")
-    loss, act = p["loss"], final_act_of(p)
+    if p.elu_param is not None and p.elu_param < 0:
+        bad(f"Invalid value for parameter elu_param: {p.elu_param} (must be >= 0)")
+    loss, act = p.loss, final_act_of(p)
     if loss == "cross-entropy" and act != "softmax":
         warnings.warn(f"loss=cross-entropy expects final_act=softmax, got {act!r}", stacklevel=3)
     elif loss == "xe_logit" and act != "softmax_logit":
@@ -245,10 +245,10 @@ def updated(base, converted):
 
 def final_act_of(p):
     """The final activation in effect: elu_param (official ports) overrides final_act for BPR-max."""
-    if p.get("elu_param") is not None and p["loss"] == "bpr-max":
-        x = p["elu_param"]
+    if p.elu_param is not None and p.loss == "bpr-max":
+        x = p.elu_param
         return f"elu-{x:g}" if x > 0 else "linear"
-    return p["final_act"]
+    return p.final_act
 
 
 def parse_param_string(s, what="parameter string"):

@@ -66,7 +66,7 @@ class LiveSessions:
         # No reference to `model`: the registry of live sessions is keyed weakly by it.
         self.net, self.itemids = model.net, model.itemidmap.index
         net, W, N = model.net, model.net.W, model.net.n_items
-        self.layers = list(net.p["layers"])
+        self.layers = list(net.p.layers)
         mode = mode_for(model.backend, model.device, model.precision)
         x = pt.tensor("x", dtype="int32", shape=(None,))
         H = [pt.tensor(f"h{i}", dtype="float32", shape=(None, L)) for i, L in enumerate(self.layers)]

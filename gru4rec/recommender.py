@@ -3,6 +3,7 @@ and load."""
 import sys
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ class GRU4Rec:
     """Session-based recommender with a GRU (Hidasi et al. 2016, 2018).
 
     GRU4Rec(loss='cross-entropy', final_act='softmax', layers=[100], ...) takes every
-    hyperparameter of the original (see `gru4rec.params.DEFAULTS`); `device` ('cpu', 'gpu',
+    hyperparameter of the original (each documented in `gru4rec.params.Params`, the type of
+    `model.params`); `device` ('cpu', 'gpu',
     'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
     `steps_per_call` how many minibatches one compiled call trains (rounded up to a multiple
     of the parameter `bptt`); `fused_ops` (default on)
@@ -39,7 +41,7 @@ class GRU4Rec:
         self.steps_per_call = int(steps_per_call)
         if self.steps_per_call < 1:
             raise ValueError("steps_per_call must be >= 1")
-        self.params = OrderedDict((k, list(v) if isinstance(v, list) else v) for k, v in P.DEFAULTS.items())
+        self.params = P.DEFAULTS
         self.net = None
         self.itemidmap = None
         self.error_during_train = False
@@ -48,25 +50,15 @@ class GRU4Rec:
             self._apply([(k, v) for k, v in params.items()], verbose=False)
 
     # parameters ------------------------------------------------------------------------------
-    def __getattr__(self, name):
-        params = self.__dict__.get("params")
-        if params is not None and name in params:
-            return params[name]
-        raise AttributeError(name)
-
     def _apply(self, pairs, verbose):
         converted = [(k, P.convert(k, v)) for k, v in pairs]
-        new = OrderedDict(self.params)
-        new.update(converted)
-        if new["embedding"] == "layersize":
-            new["embedding"] = new["layers"][0]
-        P.validate(new)
-        self.params = new
+        self.params = P.updated(self.params, converted)
         if verbose:
             for line in P.format_set_lines(pairs, converted):
                 print(line)
             if dict(converted).get("embedding") == "layersize":
-                print(P.format_set_lines([("embedding", new["embedding"])], [("embedding", new["embedding"])])[0])
+                resolved = [("embedding", self.params.embedding)]
+                print(P.format_set_lines(resolved, resolved)[0])
 
     def set_params(self, **kvargs):
         """Sets parameters from typed values or strings (spec 9.2), printing the SET lines."""
@@ -86,7 +78,8 @@ class GRU4Rec:
         return model
 
     def get_params(self):
-        return OrderedDict(self.params)
+        """The parameters as an OrderedDict of the original's names (a copy)."""
+        return OrderedDict((k, list(v) if isinstance(v, list) else v) for k, v in self.params.items())
 
     # training --------------------------------------------------------------------------------
     def fit(self, data, sample_store=10000000, store_type="gpu", session_key=None, item_key=None,
@@ -102,11 +95,11 @@ class GRU4Rec:
         td = self._training_data(data, session_key, item_key, time_key)
         trainer, sampler = self._trainer(td, sample_store, store_type)
         p = self.params
-        order_rng = np.random.RandomState(p["seed"]) if p["train_random_order"] else None
+        order_rng = np.random.RandomState(p.seed) if p.train_random_order else None
         if show_progress is None:
             show_progress = sys.stdout.isatty() if progress is None else progress
         self.history = []
-        for record in trainer.epochs(td, sampler, p["n_epochs"], order_rng, show_progress):
+        for record in trainer.epochs(td, sampler, p.n_epochs, order_rng, show_progress):
             if record is None:
                 print(f"Epoch{len(self.history) + 1}: NaN error!")
                 self.error_during_train = True
@@ -121,11 +114,11 @@ class GRU4Rec:
         """The events as TrainingData (spec 2), checked for enough sessions before anything
         is compiled; the column names given here become the model's."""
         p = self.params
-        keys = [session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"]]
-        self.params.update(zip(("session_key", "item_key", "time_key"), keys))
+        keys = [session_key or p.session_key, item_key or p.item_key, time_key or p.time_key]
+        self.params = replace(p, session_key=keys[0], item_key=keys[1], time_key=keys[2])
         self.error_during_train = False
-        td = prepare(data, *keys, time_sort=p["time_sort"])
-        check_batch_size(len(td.base_order), p["batch_size"])
+        td = prepare(data, *keys, time_sort=p.time_sort)
+        check_batch_size(len(td.base_order), p.batch_size)
         return td
 
     def _trainer(self, td, sample_store, store_type):
@@ -134,15 +127,15 @@ class GRU4Rec:
         p = self.params
         n_items = len(td.itemids)
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
-        mode = mode_for(self.backend, self.device, self.precision)  # sets the device of what follows
+        mode = mode_for(self.backend, self.device, self.precision)
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
-        K = whole_windows(self.steps_per_call, p["bptt"])
+        K = whole_windows(self.steps_per_call, p.bptt)
         sampler = None
-        if p["n_sample"]:
-            sampler = SampleStore(td.pop, p["n_sample"], p["sample_alpha"], sample_store, K,
-                                  np.random.default_rng(p["seed"]))
+        if p.n_sample:
+            sampler = SampleStore(td.pop, p.n_sample, p.sample_alpha, sample_store, K,
+                                  np.random.default_rng(p.seed))
         t0 = time.time()
-        trainer = Trainer(self.net, K, mode, store_rows=sampler.n_rows if sampler else 0, seed=p["seed"])
+        trainer = Trainer(self.net, K, mode, store_rows=sampler.n_rows if sampler else 0, seed=p.seed)
         self.compile_seconds = time.time() - t0
         if sampler:
             trainer.store.set_value(sampler.block)
@@ -192,3 +185,15 @@ class GRU4Rec:
         """Forgets the state of the given live sessions (all when None)."""
         from .predict import live
         return live(self).drop(session_ids)
+
+
+def _read_only(name):
+    return property(lambda self: getattr(self.params, name),
+                    doc=f"The parameter {name} (read-only: see gru4rec.params.Params; change it with set_params).")
+
+
+# The original's model object has its parameters as attributes (gru.layers, gru.loss, ...);
+# here they are read-only views of `params`.
+for _name in P.Params.__dataclass_fields__:
+    setattr(GRU4Rec, _name, _read_only(_name))
+

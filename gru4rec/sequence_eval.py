@@ -43,7 +43,7 @@ class HistoryRunner:
         self.B, self.K, self.pad = batch_size, steps, net.pad
         B, K, W = batch_size, steps, net.W
         self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"histH{i}", shape=(B, L))
-                  for i, L in enumerate(net.p["layers"])]
+                  for i, L in enumerate(net.p.layers)]
         nl = len(self.H)
         X = pt.tensor("x", dtype="int32", shape=(K, B))
         KEEP = pt.tensor("keep", dtype="float32", shape=(K, B))
@@ -87,7 +87,7 @@ class Scorer:
 
     def __init__(self, net, batch_size, n_seen, mode, tiebreak=False, seed=42):
         self.output = PaddedOutput(net)
-        B, L = batch_size, net.p["layers"][-1]
+        B, L = batch_size, net.p.layers[-1]
         h = pt.tensor("h", dtype="float32", shape=(B, L))
         y = pt.tensor("y", dtype="int32", shape=(B,))
         seen = pt.tensor("seen", dtype="int32", shape=(B, n_seen))
@@ -115,7 +115,7 @@ def _compiled(model, key, build):
 # data --------------------------------------------------------------------------------------
 def _keys(model, session_key, item_key, time_key):
     p = model.params
-    return session_key or p["session_key"], item_key or p["item_key"], time_key or p["time_key"]
+    return session_key or p.session_key, item_key or p.item_key, time_key or p.time_key
 
 
 def known_history(model, history, users, session_key, item_key, time_key):
@@ -225,7 +225,7 @@ def _rank_counts(model, states, y, seen, batch_size, tiebreak):
     """(gt, eq) of every user's target, `batch_size` users per compiled call; `seen` (from
     seen_lists, or None) the items to exclude."""
     width = 1 if seen is None else _bucket(max(1, int(np.diff(seen[1]).max(initial=0))))
-    seed = model.params["seed"]
+    seed = model.params.seed
     scorer = _compiled(model, ("score", batch_size, width, tiebreak, seed),
                        lambda mode: Scorer(model.net, batch_size, width, mode, tiebreak, seed))
     scorer.output.refresh()

@@ -31,6 +31,7 @@ Python: ``train, test = generate(seed=42)``.
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -53,14 +54,39 @@ def sessions(n_sessions=N_SESSIONS, n_items=N_ITEMS, n_days=N_DAYS, seed=42, *, 
     if not (0 <= p_jump and 0 <= p_repeat and p_jump + p_repeat <= 1):
         raise ValueError("need p_jump, p_repeat >= 0 and p_jump + p_repeat <= 1")
     rng = np.random.default_rng(seed)
-    # Items: Zipf-like popularity by rank, a topic each; item ids are a permutation of 1..n_items
-    # so that the id says nothing about popularity.
+    cat = _catalog(rng, n_items, zipf, n_topics, n_successors)
+    # Sessions: a topic (by its total popularity), a length, then a walk over the successors.
+    tw = np.array([cat.pop[m].sum() for m in cat.members])
+    s_topic = rng.choice(n_topics, size=n_sessions, p=tw / tw.sum())
+    lengths = np.minimum(1 + rng.geometric(1.0 / (mean_length - 1), size=n_sessions), max_length)
+    seq = _walks(rng, cat, s_topic, lengths, succ_decay, p_jump, p_repeat)
+    times = _times(rng, lengths, n_days, mean_gap)
+    mask = np.arange(seq.shape[1])[None, :] < lengths[:, None]
+    ids = rng.permutation(n_items) + 1  # item ids say nothing about popularity
+    return pd.DataFrame({
+        "SessionId": np.repeat(np.arange(1, n_sessions + 1), lengths),
+        "ItemId": ids[seq[mask]].astype(str),
+        "Time": times[mask],
+    })
+
+
+class _Catalog(NamedTuple):
+    """The items: popularity (Zipf-like by rank), topic of each, each topic's members and
+    their popularity-weighted draw probabilities, and each item's likely successors."""
+    pop: np.ndarray
+    topic: np.ndarray
+    members: list
+    topic_p: list
+    succ: np.ndarray
+
+
+def _catalog(rng, n_items, zipf, n_topics, n_successors):
+    """Items with a topic each; the successors of an item are n_successors distinct items of
+    its topic (any item if the topic is too small), drawn popularity-weighted."""
     pop = 1.0 / np.arange(1, n_items + 1) ** zipf
     topic = rng.integers(n_topics, size=n_items)
     members = [np.flatnonzero(topic == t) for t in range(n_topics)]
     topic_p = [pop[m] / pop[m].sum() for m in members]
-    # Successors: n_successors distinct items of the item's topic (any item if the topic is too
-    # small), popularity-weighted, chosen with decaying probabilities.
     succ = np.empty((n_items, n_successors), np.int64)
     for i in range(n_items):
         m, p = members[topic[i]], topic_p[topic[i]]
@@ -69,48 +95,52 @@ def sessions(n_sessions=N_SESSIONS, n_items=N_ITEMS, n_days=N_DAYS, seed=42, *, 
         keep = m != i
         m, p = m[keep], p[keep] / p[keep].sum()
         succ[i] = rng.choice(m, size=n_successors, replace=False, p=p)
-    succ_cdf = np.cumsum(succ_decay ** np.arange(n_successors))
+    return _Catalog(pop, topic, members, topic_p, succ)
+
+
+def _from_topics(rng, cat, topics):
+    """One item of each given topic, drawn popularity-weighted."""
+    out = np.empty(len(topics), np.int64)
+    for t in np.unique(topics):
+        sel = topics == t
+        out[sel] = rng.choice(cat.members[t], size=int(sel.sum()), p=cat.topic_p[t])
+    return out
+
+
+def _walks(rng, cat, s_topic, lengths, succ_decay, p_jump, p_repeat):
+    """The sessions' items, (n_sessions, max length), -1 past each session's end: a first
+    item from the session's topic, then at each step a successor of the current item (the
+    k-th with probability ~ succ_decay**k), a jump to an item of the topic (p_jump) or a
+    return to an earlier item other than the current one (p_repeat)."""
+    succ_cdf = np.cumsum(succ_decay ** np.arange(cat.succ.shape[1]))
     succ_cdf /= succ_cdf[-1]
-    # Sessions: a topic (by its total popularity), a length, a first item from the topic.
-    tw = np.array([pop[m].sum() for m in members])
-    s_topic = rng.choice(n_topics, size=n_sessions, p=tw / tw.sum())
-    lengths = np.minimum(1 + rng.geometric(1.0 / (mean_length - 1), size=n_sessions), max_length)
     T = int(lengths.max())
-    seq = np.full((n_sessions, T), -1, np.int64)
-
-    def from_topics(rows):
-        out = np.empty(len(rows), np.int64)
-        for t in np.unique(s_topic[rows]):
-            sel = s_topic[rows] == t
-            out[sel] = rng.choice(members[t], size=int(sel.sum()), p=topic_p[t])
-        return out
-
-    seq[:, 0] = from_topics(np.arange(n_sessions))
+    seq = np.full((len(lengths), T), -1, np.int64)
+    seq[:, 0] = _from_topics(rng, cat, s_topic)
     for t in range(1, T):
         rows = np.flatnonzero(lengths > t)
         u = rng.random(len(rows))
-        nxt = succ[seq[rows, t - 1], np.searchsorted(succ_cdf, rng.random(len(rows)), side="right")]
+        nxt = cat.succ[seq[rows, t - 1], np.searchsorted(succ_cdf, rng.random(len(rows)), side="right")]
         jump = u < p_jump
         if jump.any():
-            nxt[jump] = from_topics(rows[jump])
+            nxt[jump] = _from_topics(rng, cat, s_topic[rows[jump]])
         if t >= 2:
             rep = (u >= p_jump) & (u < p_jump + p_repeat)
-            if rep.any():  # back to an earlier item (not the current one)
+            if rep.any():
                 pos = (rng.random(int(rep.sum())) * (t - 1)).astype(np.int64)
                 nxt[rep] = seq[rows[rep], pos]
         seq[rows, t] = nxt
-    # Times: session starts spread over n_days, gaps of 1 + exponential seconds.
-    starts = np.sort(rng.integers(0, n_days * DAY, size=n_sessions))
-    gaps = 1 + rng.exponential(mean_gap, size=(n_sessions, T)).astype(np.int64)
+    return seq
+
+
+def _times(rng, lengths, n_days, mean_gap):
+    """Event times (n_sessions, max length): session starts spread over n_days, then gaps of
+    1 + exponential(mean_gap) seconds."""
+    n, T = len(lengths), int(lengths.max())
+    starts = np.sort(rng.integers(0, n_days * DAY, size=n))
+    gaps = 1 + rng.exponential(mean_gap, size=(n, T)).astype(np.int64)
     gaps[:, 0] = 0
-    times = START + starts[:, None] + np.cumsum(gaps, axis=1)
-    mask = np.arange(T)[None, :] < lengths[:, None]
-    ids = rng.permutation(n_items) + 1
-    return pd.DataFrame({
-        "SessionId": np.repeat(np.arange(1, n_sessions + 1), lengths),
-        "ItemId": ids[seq[mask]].astype(str),
-        "Time": times[mask],
-    })
+    return START + starts[:, None] + np.cumsum(gaps, axis=1)
 
 
 def _drop_short(df, min_length=2):

@@ -14,7 +14,7 @@ A window starts from the carried hidden states as constants; a reset inside it z
 slot's state, which cuts the gradient between sessions. bptt=1 is the original's training.
 
 This module reads the network only through `Network`'s attributes (p, W, mode, sparse, pad,
-forward, ...), so `gru4rec.model` can import it without a cycle.
+forward, ...).
 """
 import operator
 import sys
@@ -81,14 +81,14 @@ class Gathered(NamedTuple):
 
 
 def optimizer_of(p):
-    return Optimizer(p["adapt"], p["adapt_params"], p["learning_rate"], p["momentum"], p["lmbd"])
+    return Optimizer(p.adapt, p.adapt_params, p.learning_rate, p.momentum, p.lmbd)
 
 
 def _columns(net, inp):
     if inp.samples is None:
         return Columns(inp.y, inp.active, None, 0)
     samples = pt.switch(inp.valid > 0, inp.samples, net.pad)
-    n = net.p["n_sample"]
+    n = net.p.n_sample
     return Columns(pt.concatenate([inp.y, samples]), pt.concatenate([inp.active, pt.ones((n,), "float32")]),
                    samples, n)
 
@@ -96,7 +96,7 @@ def _columns(net, inp):
 def _gather(net, W, x, y_all):
     """(Gathered, input rows, output rows): in shared mode Wy is gathered once for inputs and
     outputs together, so an item that is both gets one gradient row per occurrence."""
-    B = net.p["batch_size"]
+    B = net.p.batch_size
     idx, rows = OrderedDict(), OrderedDict()
     if net.mode == "shared":
         idx["Wy"] = pt.concatenate([x, y_all])
@@ -114,24 +114,24 @@ def _gather(net, W, x, y_all):
 
 def _logq(net, y, cols, logpop):
     """log Q of every column (spec 4.6): targets by support, samples by support ** alpha."""
-    if not net.p["logq"]:
+    if not net.p.logq:
         return None
     if cols.samples is None:
         return logpop[y]
-    return pt.concatenate([logpop[y], net.p["sample_alpha"] * logpop[cols.samples]])
+    return pt.concatenate([logpop[y], net.p.sample_alpha * logpop[cols.samples]])
 
 
 def _cost(net, out, out_w, b, logq, active, cols):
     """The summed loss / B (spec 3.2), through the fused ScoreLoss where it covers the loss."""
-    p, B = net.p, net.p["batch_size"]
+    p, B = net.p, net.p.batch_size
     if net.fused_loss:
-        return ops.score_loss(out, out_w, b, logq, active, cols.mask, p["loss"], net.final_act,
-                              p["bpreg"], p["logq"]) / B
+        return ops.score_loss(out, out_w, b, logq, active, cols.mask, p.loss, net.final_act,
+                              p.bpreg, p.logq) / B
     R = pt.dot(out, out_w.T) + b[None, :]
-    if p["logq"]:
-        R = R - p["logq"] * logq[None, :]
+    if p.logq:
+        R = R - p.logq * logq[None, :]
     Y = activation(net.final_act)(R, cols.mask)
-    return loss_sum(p["loss"], Y, active, cols.mask, cols.n_sample, p["bpreg"], p["smoothing"]) / B
+    return loss_sum(p.loss, Y, active, cols.mask, cols.n_sample, p.bpreg, p.smoothing) / B
 
 
 def forward_cost(net, W, H, inp, logpop):
@@ -158,10 +158,10 @@ def gradients(net, cost, W, gathered):
         g[n] = pt.concatenate(flat[i * k:(i + 1) * k])
         idx[n] = pt.concatenate([s.idx[n] for s in gathered])
     g.update(zip(dense, flat[k * len(net.sparse):]))
-    if net.p["sparse_updates"] == "summed":
+    if net.p.sparse_updates == "summed":
         for n in net.sparse:
             idx[n], g[n] = sum_duplicates(idx[n], g[n], net.pad)
-    return idx, OrderedDict(zip(g, clip_by_global_norm(list(g.values()), net.p["grad_cap"])))
+    return idx, OrderedDict(zip(g, clip_by_global_norm(list(g.values()), net.p.grad_cap)))
 
 
 def _sparse_update(net, opt, P, idx, g, st):
@@ -288,21 +288,22 @@ class Trainer:
     def __init__(self, net, steps_per_call, mode, store_rows=0, seed=42):
         self.net, self.K = net, steps_per_call
         p = net.p
-        if steps_per_call % p["bptt"]:
-            raise ValueError(f"steps_per_call={steps_per_call} is not a multiple of bptt={p['bptt']}")
+        if steps_per_call % p.bptt:
+            raise ValueError(f"steps_per_call={steps_per_call} is not a multiple of bptt={p.bptt}")
         self.S = optimizer_state(net)
-        self.H = [pytensor.shared(np.zeros((p["batch_size"], L), np.float32), name=f"H{i}",
-                                  shape=(p["batch_size"], L)) for i, L in enumerate(p["layers"])]
+        self.H = [pytensor.shared(np.zeros((p.batch_size, L), np.float32), name=f"H{i}",
+                                  shape=(p.batch_size, L)) for i, L in enumerate(p.layers)]
         self.store = None
-        if p["n_sample"]:
-            self.store = pytensor.shared(np.zeros((store_rows, p["n_sample"]), np.int32), name="store",
-                                         shape=(store_rows, p["n_sample"]))
+        if p.n_sample:
+            self.store = pytensor.shared(np.zeros((store_rows, p.n_sample), np.int32), name="store",
+                                         shape=(store_rows, p.n_sample))
         self.on_jax = isinstance(mode.linker, JAXLinker)
+        self.device = getattr(mode.linker, "device", None)  # mode_for's JAX modes name their device
         self.fn = self._compile(mode, seed)
         self._warm_up()
 
     def _compile(self, mode, seed):
-        K, B = self.K, self.net.p["batch_size"]
+        K, B = self.K, self.net.p.batch_size
         call = CallInputs(*(pt.tensor(n, dtype=d, shape=(K, B)) for n, d in
                             (("x", "int32"), ("y", "int32"), ("active", "float32"), ("reset", "float32"))),
                           pt.scalar("offset", dtype="int32"))
@@ -310,7 +311,7 @@ class Trainer:
         seqs, new_rng = self._sequences(call, rng)
         carry = Carry(self.net.W, self.S, self.H)
         outs = pytensor.scan(self._body(list(seqs), carry), sequences=list(seqs.values()),
-                             outputs_info=carry.flat() + [None], n_steps=K // self.net.p["bptt"],
+                             outputs_info=carry.flat() + [None], n_steps=K // self.net.p.bptt,
                              return_updates=False, mode=mode)
         updates = [(var, o[-1]) for var, o in zip(carry.flat(), outs[:-1])]
         if new_rng is not rng:
@@ -330,7 +331,7 @@ class Trainer:
             seqs["samples"] = self.store[call.offset + pt.arange(self.K)]
         rng, masks = self._dropout_masks(rng)
         seqs.update(masks)
-        w = self.net.p["bptt"]
+        w = self.net.p.bptt
         return OrderedDict((k, v.reshape((self.K // w, w, *v.type.shape[1:]))) for k, v in seqs.items()), rng
 
     def _dropout_masks(self, rng):
@@ -338,31 +339,31 @@ class Trainer:
         'hid0', 'hid1', ... for the layers; and the generator's new state."""
         net, p = self.net, self.net.p
         wanted = []
-        if net.mode != "none" and p["dropout_p_embed"] > 0:
-            wanted.append(("emb", p["dropout_p_embed"], net.input_size))
-        if p["dropout_p_hidden"] > 0:
-            wanted += [(f"hid{i}", p["dropout_p_hidden"], L) for i, L in enumerate(p["layers"])]
+        if net.mode != "none" and p.dropout_p_embed > 0:
+            wanted.append(("emb", p.dropout_p_embed, net.input_size))
+        if p.dropout_p_hidden > 0:
+            wanted += [(f"hid{i}", p.dropout_p_hidden, L) for i, L in enumerate(p.layers)]
         masks = OrderedDict()
         for name, prob, width in wanted:
             keep = 1.0 - prob
-            rng, u = rng.uniform(0, 1, size=(self.K, p["batch_size"], width), dtype="float32")
+            rng, u = rng.uniform(0, 1, size=(self.K, p.batch_size, width), dtype="float32")
             masks[name] = (u < keep).astype("float32") / np.float32(keep)
         return rng, masks
 
     def _body(self, names, carry):
         """The scan body: the sequences' slices (in the order of `names`), then the carries."""
         p = self.net.p
-        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p["logq"] else None
+        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p.logq else None
         n = len(names)
 
         def body(*args):
-            steps = _step_inputs(dict(zip(names, args[:n])), len(p["layers"]))
+            steps = _step_inputs(dict(zip(names, args[:n])), len(p.layers))
             new, costs, _ = train_window(self.net, carry.like(args[n:]), steps, logpop)
             return new.flat() + [pt.stack(costs)]
         return body
 
     def _warm_up(self):
-        K, B = self.K, self.net.p["batch_size"]
+        K, B = self.K, self.net.p.batch_size
         idle = np.full((K, B), self.net.pad, np.int32)
         zeros = np.zeros((K, B), np.float32)
         np.asarray(self.fn(idle, idle, zeros, zeros, np.asarray(0, np.int32)))
@@ -384,7 +385,7 @@ class Trainer:
         chunks = [a.reshape(n_calls, self.K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
         if self.on_jax:
             import jax
-            chunks = [jax.device_put(a) for a in chunks]
+            chunks = [jax.device_put(a, self.device) for a in chunks]
         costs, pending = [], None
         for c in range(n_calls + 1):
             launched = self._launch(chunks, c, sampler) if c < n_calls else None
@@ -415,8 +416,8 @@ class Trainer:
             t0 = time.time()
             self.reset_hidden()
             order = td.base_order if order_rng is None else order_rng.permutation(len(td.base_order))
-            sched = session_parallel_schedule(td.items, td.offsets, order, p["batch_size"], self.net.pad,
-                                              stop_below_two=(p["n_sample"] == 0))
+            sched = session_parallel_schedule(td.items, td.offsets, order, p.batch_size, self.net.pad,
+                                              stop_below_two=(p.n_sample == 0))
             costs = self._run_epoch(sched, sampler, f"Epoch{epoch}" if show_progress else None)
             if costs is None:
                 yield None

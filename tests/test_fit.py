@@ -97,7 +97,7 @@ def test_init_matches_reference_draw_order():
     for cfg in [dict(layers=[5, 3], embedding=4, constrained_embedding=False),
                 dict(layers=[6], embedding=0, constrained_embedding=True),
                 dict(layers=[4, 4], embedding=0, constrained_embedding=False, sigma=0.1)]:
-        p = dict(P.DEFAULTS, **cfg)
+        p = P.updated(P.DEFAULTS, list(cfg.items()))
         ours = init_weights(11, p)
         theirs = ref.init_weights(11, dict(cfg, sigma=p["sigma"], init_as_normal=False), seed=42)
         for k, v in ours.items():

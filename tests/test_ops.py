@@ -14,12 +14,14 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.link.vm import VMLinker
 
-from gru4rec import GRU4Rec, ops
+from gru4rec import GRU4Rec, ops, training
 from gru4rec import params as P
 from gru4rec.backend import mode_for
 from gru4rec.losses import activation, loss_sum
 from gru4rec.model import Network, init_weights
 from gru4rec.optimizers import Optimizer
+
+from .test_step import one_step
 
 try:
     import numba  # noqa: F401
@@ -238,11 +240,7 @@ def test_sparse_adagrad_in_place_on_shared_variables(backend):
 # integration -------------------------------------------------------------------------------------
 
 def make_params(**kw):
-    p = dict(P.DEFAULTS)
-    p.update(layers=[6], batch_size=4, n_sample=5, learning_rate=0.1)
-    p.update(kw)
-    P.validate(p)
-    return p
+    return P.updated(P.DEFAULTS, list({**dict(layers=[6], batch_size=4, n_sample=5, learning_rate=0.1), **kw}.items()))
 
 
 @pytest.mark.parametrize("case", [
@@ -275,20 +273,19 @@ def test_step_fused_equals_unfused(case):
     state, res = None, []
     for fused in (False, True):
         net = Network(p, N, weights=W, pop=pop, fused=fused)
-        net.init_state()
+        S = training.optimizer_state(net)
         if state is None:
             state = {}
-            for (name, k), var in net.S.items():
+            for (name, k), var in S.items():
                 shape = var.get_value().shape
                 v = rng.random(shape) if k == "acc" else rng.normal(0, 0.1, shape)
                 v[-1] = 0  # the padding row of an item matrix (harmless for dense ones)
                 state[(name, k)] = v.astype(np.float32)
-        for key, var in net.S.items():
+        for key, var in S.items():
             var.set_value(state[key])
-        nW, nS, nH, cost, g = net.step(net.W, net.S, H, x, y, act, pt.zeros((B,), "float32"), s,
-                                       pt.constant(np.float32(1)), None, None, logpop)
-        f = pytensor.function([x, y, s, act] + H, [cost] + list(g.values()) + list(nW.values())
-                              + list(nS.values()) + nH, mode=mode_for("jax"))
+        new, cost, g = one_step(net, S, H, x, y, act, s, logpop=logpop)
+        f = pytensor.function([x, y, s, act] + H, [cost] + list(g.values()) + list(new.W.values())
+                              + list(new.S.values()) + new.H, mode=mode_for("jax"))
         n_fused = sum(isinstance(n.op, (ops.ScoreLoss, ops.SparseAdagrad)) for n in f.maker.fgraph.toposort())
         assert n_fused == fused * (net.fused_loss + len(net.sparse) * net.fused_update)
         res.append(f(*inputs))

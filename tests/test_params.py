@@ -2,7 +2,7 @@
 import ast
 import inspect
 import warnings
-from dataclasses import FrozenInstanceError, fields
+from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
 
@@ -84,9 +84,9 @@ def test_bad_pairing_warns_not_errors():
 
 
 def test_elu_param_selects_final_act():
-    assert P.final_act_of(dict(P.DEFAULTS, elu_param=0.5)) == "elu-0.5"
-    assert P.final_act_of(dict(P.DEFAULTS, elu_param=0.0)) == "linear"
-    assert P.final_act_of(dict(P.DEFAULTS, loss="cross-entropy", final_act="softmax", elu_param=1.0)) == "softmax"
+    assert P.final_act_of(replace(P.DEFAULTS, elu_param=0.5)) == "elu-0.5"
+    assert P.final_act_of(replace(P.DEFAULTS, elu_param=0.0)) == "linear"
+    assert P.final_act_of(replace(P.DEFAULTS, loss="cross-entropy", final_act="softmax", elu_param=1.0)) == "softmax"
 
 
 def test_param_file(tmp_path, capsys):

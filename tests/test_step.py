@@ -5,13 +5,15 @@ item matrices, against central differences of the reference) and the optimizer u
 A multi-step test runs the scan of the compiled `Trainer` call over the worked example of spec 3.1a
 (shrinking tail, resets) and replays it with the reference slot by slot.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 
 from . import reference as ref
-from gru4rec import ops
+from gru4rec import ops, training
 from gru4rec import params as P
 from gru4rec.backend import mode_for
 from gru4rec.model import Network, init_weights, sparse_names
@@ -21,11 +23,7 @@ N = 9
 
 
 def make_params(**kw):
-    p = dict(P.DEFAULTS)
-    p.update(layers=[4], batch_size=3, n_sample=4, learning_rate=0.1)
-    p.update(kw)
-    P.validate(p)
-    return p
+    return P.updated(P.DEFAULTS, list({**dict(layers=[4], batch_size=3, n_sample=4, learning_rate=0.1), **kw}.items()))
 
 
 def to_ref(W, p):
@@ -55,10 +53,19 @@ def random_weights(p, rng):
     return W
 
 
+def one_step(net, S, H, x, y, active, samples, emb_mask=None, hid_masks=None, logpop=None):
+    """training.train_window over a single step without resets, from optimizer state S and
+    hidden states H: (the new Carry, the cost, the gradients by name)."""
+    B = x.type.shape[0]
+    inp = training.StepInputs(x, y, active, pt.zeros((B,), "float32"), samples, pt.constant(np.float32(1)),
+                              emb_mask, hid_masks)
+    new, costs, g = training.train_window(net, training.Carry(net.W, S, H), [inp], logpop)
+    return new, costs[0], g
+
+
 def compiled_step(p, W, pop, fused=True):
-    """Compiles Network.step for one step with explicit inputs; returns the net and function."""
+    """Compiles one training step with explicit inputs; returns the net and function."""
     net = Network(p, N, weights=W, pop=pop, fused=fused)
-    net.init_state()
     B = p["batch_size"]
     x = pt.tensor("x", dtype="int32", shape=(B,))
     y = pt.tensor("y", dtype="int32", shape=(B,))
@@ -68,12 +75,11 @@ def compiled_step(p, W, pop, fused=True):
     hid = [pt.tensor(f"m{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
     ones = pt.ones((B,), "float32")
     logpop = pt.constant(np.r_[np.log(pop), 0].astype(np.float32))
-    nW, nS, nH, cost, g = net.step(net.W, net.S, H, x, y, ones, pt.zeros((B,), "float32"), samples,
-                                   pt.constant(np.float32(1)), emb, hid, logpop)
+    new, cost, g = one_step(net, training.optimizer_state(net), H, x, y, ones, samples, emb, hid, logpop)
     inputs = [x, y] + ([samples] if samples is not None else []) + H + [emb] + hid
-    outs = [cost] + list(g.values()) + list(nW.values()) + list(nS.values()) + nH
+    outs = [cost] + list(g.values()) + list(new.W.values()) + list(new.S.values()) + new.H
     f = pytensor.function(inputs, outs, mode=mode_for("jax"), on_unused_input="ignore")
-    return net, f, list(g), list(nW), list(nS)
+    return net, f, list(g), list(new.W), list(new.S)
 
 
 def expanded(p, Wr, x, y, samples, pop):
@@ -160,7 +166,7 @@ def test_step_matches_reference(case, fused):
     if p["constrained_embedding"]:  # shared mode gathers x and Y_all together: keep them apart
         samples = np.setdiff1d(np.arange(N), np.r_[x, y])[:S].astype(np.int32)
         S = len(samples)
-        p["n_sample"] = S
+        p = replace(p, n_sample=S)
     H = [rng.normal(0, 0.5, (B, L)).astype(np.float32) for L in layers]
     d_in = {"shared": layers[-1], "separate": 3, "none": N}[ref.embedding_mode(p)]
     emb = (rng.random((B, d_in)) < 0.7).astype(np.float32) / 0.7
