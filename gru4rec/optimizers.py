@@ -71,8 +71,9 @@ class Optimizer:
         new = {}
         a = self.adapt
         if a == "adagrad":
-            new["acc"] = pt.inc_subtensor(st["acc"][idx], g ** 2)
-            return g / pt.sqrt(st["acc"][idx] + g ** 2 + EPS), new
+            old = st["acc"][idx]
+            new["acc"] = _inc_after_read(st["acc"], idx, old, g ** 2)
+            return g / pt.sqrt(old + g ** 2 + EPS), new
         if a == "rmsprop":
             rho = self.params[0]
             new["acc"] = self._decay_add(st["acc"], idx, rho, (1 - rho) * g ** 2)
@@ -90,8 +91,9 @@ class Optimizer:
             new["mom"] = self._decay_add(st["mom"], idx, b1, (1 - b1) * g ** 2)
             # each occurrence corrects with its old counter + 1; the counter grows by the
             # number of occurrences (what the original's "set t[idx] + 1" becomes when it runs)
-            new["t"] = pt.inc_subtensor(st["t"][idx], pt.ones_like(g))
-            corr = 1 - b1 ** (st["t"][idx] + 1)
+            t_old = st["t"][idx]
+            new["t"] = _inc_after_read(st["t"], idx, t_old, pt.ones_like(g))
+            corr = 1 - b1 ** (t_old + 1)
             return (new["mom"][idx] / corr) / (pt.sqrt(new["acc"][idx] / corr) + EPS), new
         return g, new
 
@@ -104,6 +106,15 @@ class Optimizer:
             new["vel"] = pt.set_subtensor(st["vel"][idx], v)
             return pt.inc_subtensor(P[idx], v), new
         return pt.inc_subtensor(P[idx], -delta), new
+
+
+def _inc_after_read(A, idx, read, add):
+    """A with every occurrence's `add` scattered into A[idx], where `read` is A[idx] as the
+    caller reads it before the update. The added values are made to depend on `read` (they
+    are `add` exactly, unless a read value is NaN, which the row keeps anyway): without that
+    dependency XLA may schedule the read after the scatter and then copies the whole matrix
+    before every update (see gru4rec.ops.jax_dispatch, where the same holds)."""
+    return pt.inc_subtensor(A[idx], pt.switch(pt.isnan(read), read, add))
 
 
 def sum_duplicates(idx, g, pad):

@@ -20,6 +20,15 @@ def _index_kwargs():
     return kw
 
 
+def _after(read, add):
+    """`add`, made to depend on `read` (rows gathered from the matrix the add is scattered
+    into; `add` exactly, unless a read value is NaN, which the row keeps anyway). Without the
+    dependency XLA may schedule the gather after the scatter and so copies the whole matrix
+    before every update (Diginetica's Wy accumulator: 13 ms instead of 0.4 ms per step on
+    the CPU, which halved the training speed)."""
+    return jnp.where(jnp.isnan(read), read, add)
+
+
 @jax_funcify.register(SparseAdagrad)
 def jax_funcify_SparseAdagrad(op, **kwargs):
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
@@ -28,12 +37,13 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
     def sparse_adagrad_jax(P, A, *rest):
         V = rest[0] if mom > 0 else None
         idx, g = rest[-2], rest[-1]
-        acc = A.at[idx].get(**kw) + g * g
+        old = A.at[idx].get(**kw)
+        acc = old + g * g
         step = g / jnp.sqrt(acc + EPS)
         if lmbd > 0:
             step = step + lmbd * P.at[idx].get(**kw)
         step = (lr * step).astype(P.dtype)
-        A = A.at[idx].add(g * g, **kw)
+        A = A.at[idx].add(_after(old, g * g), **kw)
         if mom > 0:
             v = (mom * V.at[idx].get(**kw) - step).astype(P.dtype)
             return P.at[idx].add(v, **kw), A, V.at[idx].set(v, **kw)
