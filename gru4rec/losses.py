@@ -71,17 +71,23 @@ def _softmax_neg(Y, negmask):
     return _ratio(e, e.sum(axis=1, keepdims=True))
 
 
-def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0):
+def loss_sum(name, Y, rowmask, colmask, n_sample, bpreg=1.0, smoothing=0.0, target=None):
     """Summed loss over the active rows of Y (B x K, after logQ and the final activation).
 
     rowmask (B,) marks active slots; colmask (K,) active columns (the first B are the
-    in-batch targets, the last n_sample the shared samples). The positive of row i is Y[i, i].
+    in-batch targets, the last n_sample the shared samples). The positive of row i is Y[i, i],
+    or Y[i, target[i]] when `target` is given (full negatives: the columns are every item,
+    and only the cross-entropy losses apply).
     """
     B = Y.shape[0]
     ar = pt.arange(B)
-    d = Y[ar, ar]
     M = rowmask.sum()
-    K = M + n_sample
+    if target is not None:
+        if name not in ("cross-entropy", "xe_logit"):
+            raise ValueError(f"loss {name!r} needs in-batch targets; full negatives train cross-entropy")
+        d, K = Y[ar, target], colmask.sum()
+    else:
+        d, K = Y[ar, ar], M + n_sample
     eye = pt.eye(B, Y.shape[1], dtype=Y.dtype)
     negmask = (1 - eye) * colmask[None, :]
     if name in ("cross-entropy", "xe_logit"):

@@ -57,10 +57,18 @@ def init_weights(n_items, p):
     return W
 
 
-def sparse_names(p):
-    """The item matrices: updated row-sparsely, and padded with the extra masked row."""
+def item_matrices(p):
+    """The item matrices, padded with the extra masked row."""
     first = {"shared": [], "separate": ["E"], "none": ["Wx0"]}[embedding_mode(p)]
     return first + ["Wy", "By"]
+
+
+def sparse_names(p):
+    """The item matrices updated row-sparsely: all of them, except the output matrix and its
+    biases with full negatives, whose gradient reaches every row every step."""
+    if p.negatives == "full":
+        return [n for n in item_matrices(p) if n not in ("Wy", "By")]
+    return item_matrices(p)
 
 
 class Network:
@@ -69,16 +77,18 @@ class Network:
     def __init__(self, p, n_items, weights=None, pop=None, fused=True):
         self.p = p  # a gru4rec.params.Params
         # fused: the loss and the sparse Adagrad updates through gru4rec.ops where they cover them
-        self.fused_loss = bool(fused) and ops.loss_covered(p.loss, final_act_of(p), p.smoothing)
+        self.fused_loss = (bool(fused) and p.negatives == "sampled"
+                           and ops.loss_covered(p.loss, final_act_of(p), p.smoothing))
         self.fused_update = bool(fused) and ops.update_covered(p.adapt)
         self.n_items = n_items
         self.mode = embedding_mode(p)
         self.final_act = final_act_of(p)
         weights = init_weights(n_items, p) if weights is None else weights
+        self.padded = item_matrices(p)
         self.sparse = sparse_names(p)
         self.W = OrderedDict()
         for name, value in weights.items():
-            if name in self.sparse:
+            if name in self.padded:
                 value = np.concatenate([value, np.zeros((1,) + value.shape[1:], value.dtype)])
             self.W[name] = pytensor.shared(value, name=name, shape=value.shape)
         self.pop = pop
@@ -97,7 +107,7 @@ class Network:
         out = OrderedDict()
         for name, var in self.W.items():
             v = np.asarray(var.get_value())
-            out[name] = v[:-1] if name in self.sparse else v
+            out[name] = v[:-1] if name in self.padded else v
         return out
 
     # forward -------------------------------------------------------------------------------

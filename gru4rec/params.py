@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 @dataclass(frozen=True)
 class Params(Mapping):
     """The hyperparameters of GRU4Rec with the original's names and defaults (spec 9.1), plus
-    four of this package (elu_param, seed, sparse_updates, bptt).
+    five of this package (elu_param, seed, sparse_updates, bptt, negatives).
 
     Read them as attributes (typed) or by name like a read-only dict (the original's names, as
     parameter strings and files spell them). A Params is not checked when built: `updated`
@@ -92,6 +92,16 @@ class Params(Mapping):
     update per k steps (1: the original's per-step training, the previous hidden state a
     constant; for long user histories in the sequence-aware mode). steps_per_call is rounded
     up to a multiple of bptt."""
+    negatives: str = "sampled"
+    """Negatives of the cross-entropy loss: 'sampled' (the original: the minibatch's other
+    targets and n_sample shared popularity samples) or 'full' (every item, as SASRec-CE
+    trains; n_sample, sample_alpha and logq then have no effect, and the output item matrix
+    and its biases get a dense update every step)."""
+
+    @property
+    def draws_samples(self):
+        """Whether training draws popularity-sampled negatives from a sample store."""
+        return self.negatives == "sampled" and self.n_sample > 0
 
     def __getitem__(self, name):
         if name not in self.__dataclass_fields__:
@@ -111,6 +121,7 @@ DEFAULTS = Params()
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
 SPARSE_UPDATES = ("per-occurrence", "summed")
+NEGATIVES = ("sampled", "full")
 # How evaluation ranks a target among items with its score (spec 10.1): the -e option of run.py
 # and paropt.py, as in the original.
 TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
@@ -221,6 +232,10 @@ def validate(p):
     if p.sparse_updates not in SPARSE_UPDATES:
         bad(f"Invalid value for parameter sparse_updates: {p.sparse_updates!r} "
             f"(choose from {', '.join(SPARSE_UPDATES)})")
+    if p.negatives not in NEGATIVES:
+        bad(f"Invalid value for parameter negatives: {p.negatives!r} (choose from {', '.join(NEGATIVES)})")
+    if p.negatives == "full" and p.loss != "cross-entropy":
+        bad(f"negatives=full trains the cross-entropy loss only, got loss={p.loss}")
     if p.elu_param is not None and p.elu_param < 0:
         bad(f"Invalid value for parameter elu_param: {p.elu_param} (must be >= 0)")
     loss, act = p.loss, final_act_of(p)

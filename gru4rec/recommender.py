@@ -131,7 +131,7 @@ class GRU4Rec:
         self.net = Network(p, n_items, pop=td.pop, fused=self.fused_ops)
         K = whole_windows(self.steps_per_call, p.bptt)
         sampler = None
-        if p.n_sample:
+        if p.draws_samples:
             sampler = SampleStore(td.pop, p.n_sample, p.sample_alpha, sample_store, K,
                                   np.random.default_rng(p.seed))
         t0 = time.time()

@@ -66,8 +66,9 @@ class Carry(NamedTuple):
 
 
 class Columns(NamedTuple):
-    """The score columns of a step (spec 5.3): the in-batch targets, then the samples."""
-    items: object     # Y_all, int32 (B + n_sample,)
+    """The score columns of a step (spec 5.3): the in-batch targets, then the samples; or,
+    with full negatives, every item (items None, the target of row i at column y[i])."""
+    items: object     # Y_all, int32 (B + n_sample,), or None with full negatives
     mask: object      # float32, 1 for the columns that count (active targets and every sample)
     samples: object   # the samples (the padding row on an all-padding step), or None
     n_sample: int
@@ -85,6 +86,8 @@ def optimizer_of(p):
 
 
 def _columns(net, inp):
+    if net.p.negatives == "full":
+        return Columns(None, pt.constant(np.r_[np.ones(net.n_items), 0].astype(np.float32)), None, 0)
     if inp.samples is None:
         return Columns(inp.y, inp.active, None, 0)
     samples = pt.switch(inp.valid > 0, inp.samples, net.pad)
@@ -94,10 +97,19 @@ def _columns(net, inp):
 
 
 def _gather(net, W, x, y_all):
-    """(Gathered, input rows, output rows): in shared mode Wy is gathered once for inputs and
-    outputs together, so an item that is both gets one gradient row per occurrence."""
+    """(Gathered, input rows, output rows, output biases): in shared mode Wy is gathered once
+    for inputs and outputs together, so an item that is both gets one gradient row per
+    occurrence. With full negatives (y_all None) the output rows are all of Wy and By, which
+    are differentiated as a whole."""
     B = net.p.batch_size
     idx, rows = OrderedDict(), OrderedDict()
+    if y_all is None:
+        inp = W["Wy"][x]
+        if net.mode != "shared":
+            first = "E" if net.mode == "separate" else "Wx0"
+            idx[first] = x
+            inp = rows[first] = W[first][x]
+        return Gathered(idx, rows), inp, W["Wy"], W["By"]
     if net.mode == "shared":
         idx["Wy"] = pt.concatenate([x, y_all])
         rows["Wy"] = W["Wy"][idx["Wy"]]
@@ -109,21 +121,24 @@ def _gather(net, W, x, y_all):
         inp, out_w = rows[first], rows["Wy"]
     idx["By"] = y_all
     rows["By"] = W["By"][y_all]
-    return Gathered(idx, rows), inp, out_w
+    return Gathered(idx, rows), inp, out_w, rows["By"]
 
 
 def _logq(net, y, cols, logpop):
     """log Q of every column (spec 4.6): targets by support, samples by support ** alpha."""
-    if not net.p.logq:
+    if not net.p.logq or cols.items is None:
         return None
     if cols.samples is None:
         return logpop[y]
     return pt.concatenate([logpop[y], net.p.sample_alpha * logpop[cols.samples]])
 
 
-def _cost(net, out, out_w, b, logq, active, cols):
+def _cost(net, out, out_w, b, logq, inp, cols):
     """The summed loss / B (spec 3.2), through the fused ScoreLoss where it covers the loss."""
-    p, B = net.p, net.p.batch_size
+    p, B, active = net.p, net.p.batch_size, inp.active
+    if cols.items is None:
+        Y = activation(net.final_act)(pt.dot(out, out_w.T) + b[None, :], cols.mask)
+        return loss_sum(p.loss, Y, active, cols.mask, 0, smoothing=p.smoothing, target=inp.y) / B
     if net.fused_loss:
         return ops.score_loss(out, out_w, b, logq, active, cols.mask, p.loss, net.final_act,
                               p.bpreg, p.logq) / B
@@ -138,9 +153,9 @@ def forward_cost(net, W, H, inp, logpop):
     """Forward pass and cost of one minibatch: (cost, new hidden states, Gathered). The new
     states are zero where the slot's session ended or the slot is inactive (spec 3.2 step 5)."""
     cols = _columns(net, inp)
-    gathered, inp_rows, out_w = _gather(net, W, inp.x, cols.items)
+    gathered, inp_rows, out_w, b = _gather(net, W, inp.x, cols.items)
     out, new_H = net.forward(W, inp_rows, H, inp.emb_mask, inp.hid_masks)
-    cost = _cost(net, out, out_w, gathered.rows["By"], _logq(net, inp.y, cols, logpop), inp.active, cols)
+    cost = _cost(net, out, out_w, b, _logq(net, inp.y, cols, logpop), inp, cols)
     keep = ((1 - inp.reset) * inp.active)[:, None]
     return cost, [h * keep for h in new_H], gathered
 
@@ -294,7 +309,7 @@ class Trainer:
         self.H = [pytensor.shared(np.zeros((p.batch_size, L), np.float32), name=f"H{i}",
                                   shape=(p.batch_size, L)) for i, L in enumerate(p.layers)]
         self.store = None
-        if p.n_sample:
+        if p.draws_samples:
             self.store = pytensor.shared(np.zeros((store_rows, p.n_sample), np.int32), name="store",
                                          shape=(store_rows, p.n_sample))
         self.on_jax = isinstance(mode.linker, JAXLinker)
@@ -353,7 +368,7 @@ class Trainer:
     def _body(self, names, carry):
         """The scan body: the sequences' slices (in the order of `names`), then the carries."""
         p = self.net.p
-        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p.logq else None
+        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p.logq and p.draws_samples else None
         n = len(names)
 
         def body(*args):
@@ -417,7 +432,7 @@ class Trainer:
             self.reset_hidden()
             order = td.base_order if order_rng is None else order_rng.permutation(len(td.base_order))
             sched = session_parallel_schedule(td.items, td.offsets, order, p.batch_size, self.net.pad,
-                                              stop_below_two=(p.n_sample == 0))
+                                              stop_below_two=(p.negatives == "sampled" and p.n_sample == 0))
             costs = self._run_epoch(sched, sampler, f"Epoch{epoch}" if show_progress else None)
             if costs is None:
                 yield None

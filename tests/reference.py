@@ -181,6 +181,19 @@ def loss_sum(name: str, Yhat: np.ndarray, M: int, bpreg: float = 1.0,
     raise NotImplementedError(name)
 
 
+def full_loss_sum(name: str, Yhat: np.ndarray, y, smoothing: float = 0.0) -> float:
+    """Cross-entropy summed over the rows with every item as a column (negatives='full'):
+    the positive of row i is column y[i]; label smoothing spreads over all N columns."""
+    assert name == "cross-entropy", name
+    Yhat = np.asarray(Yhat, dtype=np.float64)
+    n = Yhat.shape[1]
+    per_row = -np.log(Yhat[np.arange(len(y)), y] + EPS_LOSS)
+    if smoothing > 0:
+        per_row = ((1.0 - smoothing * n / (n - 1)) * per_row
+                   + (smoothing / (n - 1)) * np.sum(-np.log(Yhat + EPS_LOSS), axis=1))
+    return float(np.sum(per_row))
+
+
 # ---------------------------------------------------------------------------
 # network (spec 4)
 # ---------------------------------------------------------------------------
@@ -257,6 +270,10 @@ def forward(params: dict, x, y, samples, H: list, cfg: dict, masks: dict | None 
             h = h * hidden_masks[i]
         newH.append(h)
         u = h  # the dropped-out output feeds the next layer
+
+    if cfg.get("negatives") == "full":  # every item is a column; logQ does not apply
+        Yhat = activation(cfg.get("final_act", "linear"))(u @ params["Wy"].T + params["By"][None, :])
+        return full_loss_sum(cfg["loss"], Yhat, y, cfg.get("smoothing", 0.0)), newH, Yhat
 
     # output scoring (spec 4.5)
     O = params["Wy"][Y_all]  # K x L_last
