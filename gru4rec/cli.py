@@ -22,7 +22,7 @@ import time
 
 from .backend import PRECISIONS
 from .cli_args import (PRIMARY_METRICS, Parser, add_evaluation_options, add_model_options,
-                       add_sequence_options, run_as_command)
+                       add_selection_options, add_sequence_options, run_as_command)
 
 EXCLUSIVE = ("ERROR. Exactly one of the following parameters must be provided: "
              "--parameter_string, --parameter_file, --load_model")
@@ -57,6 +57,10 @@ def parse_args(argv):
     p.add_argument("--test_against_items", metavar="N_TEST_ITEMS", type=int,
                    help="rank targets against the N most popular training items only (N >= 50000)")
     add_sequence_options(p)
+    p.add_argument("--valid", metavar="VALID_PATH", type=str,
+                   help="validation file: with --valid-every, the epoch is chosen on it (with --history: "
+                        "each user's target ranked from the training data)")
+    add_selection_options(p)
     return p.parse_args(argv)
 
 
@@ -114,7 +118,18 @@ def argument_problem(args):
             return "ERROR. --test_against_items needs the training data: it cannot be used with --load_model."
     if min(args.measure) < 1:
         return f"error: cut-offs must be positive (-m {' '.join(map(str, args.measure))})"
-    return sequence_problem(args)
+    return sequence_problem(args) or selection_problem(args)
+
+
+def selection_problem(args):
+    """The message refusing --valid/--valid-every as given, or None."""
+    if (args.valid is None) != (args.valid_every is None):
+        return "ERROR. --valid and --valid-every go together: the validation file and how often to measure on it."
+    if args.valid_every is not None and args.valid_every < 1:
+        return f"ERROR. --valid-every must be >= 1, got {args.valid_every}."
+    if args.valid is not None and args.load_model:
+        return "ERROR. --valid chooses the epoch while training: it cannot be used with --load_model."
+    return None
 
 
 def sequence_problem(args):
@@ -139,7 +154,7 @@ def check_before_work(args):
     if args.save_model is not None and not args.load_model:
         from .serialization import check_save_path
         check_save_path(args.save_model)
-    for test_path in (args.test or []) + (args.history or []):
+    for test_path in (args.test or []) + (args.history or []) + ([args.valid] if args.valid else []):
         check_file(test_path, args.session_key, args.item_key, args.time_key)
 
 
@@ -165,15 +180,51 @@ def train(model_class, args):
     if args.sample_store_on_cpu:
         print("WARNING! The sample store is set to be on the CPU. "
               "This will make training significantly slower on the GPU.")
+    best, callback = epoch_selection(gru, data, args)
     print("Started training")
     t0 = time.time()
     gru.fit(data, sample_store=args.sample_store_size, store_type="cpu" if args.sample_store_on_cpu else "gpu",
-            **keys(args))
+            callback=callback, **keys(args))
     print(f"Total training time: {time.time() - t0:.2f}s")
+    if best is not None and not gru.error_during_train:
+        best.restore()
+        print(f"Best epoch by validation {args.primary_metric}@{args.measure[0]}: {best.epoch} "
+              f"({best.value:.6f}); the model keeps its weights")
     if args.save_model is not None:
         print(f"Saving trained model to: {args.save_model}")
         gru.save(args.save_model)
     return gru, items, data
+
+
+def epoch_selection(gru, data, args):
+    """(BestEpoch, fit() callback): the callback measures -pm@(first -m) on --valid every
+    --valid-every epochs, prints each measurement and keeps the best epoch's weights in the
+    BestEpoch; (None, None) without --valid."""
+    if args.valid is None:
+        return None, None
+    from .selection import BestEpoch
+    print("Loading validation data...")
+    valid = load_data(args.valid, args)
+    c, name = args.measure[0], PRIMARY_METRICS[args.primary_metric]
+
+    def score(model):
+        if args.history is None:
+            from .evaluation import evaluate
+            res = evaluate(model, valid, cut_off=[c], batch_size=512, mode=args.eval_type, **keys(args))
+        else:
+            from .sequence_eval import evaluate_next_item
+            res = evaluate_next_item(model, data, valid, cut_off=[c], exclude_seen=not args.keep_seen,
+                                     mode=args.eval_type, **keys(args))
+        return getattr(res, name)[c]
+
+    best = BestEpoch(gru, score, args.valid_every)
+
+    def callback(record):
+        best(record)
+        if best.curve and best.curve[-1][0] == record.epoch:
+            print(f"Validation {args.primary_metric}@{c} after epoch {record.epoch}: {best.curve[-1][1]:.6f} "
+                  f"(best: epoch {best.epoch})")
+    return best, callback
 
 
 def most_popular(data, args):

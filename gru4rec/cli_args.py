@@ -58,6 +58,14 @@ def add_sequence_options(p):
                    help="with --history: rank the items of a user's history too (default: excluded)")
 
 
+def add_selection_options(p):
+    """--valid-every: choose the epoch by the validation metric during training
+    (gru4rec.selection.BestEpoch)."""
+    p.add_argument("--valid-every", metavar="N", type=int, default=None,
+                   help="measure -pm at the first -m cut-off on the validation file every N epochs "
+                        "(and after the last) and keep the best epoch's weights")
+
+
 def run_as_command(main):
     """Runs main() as the program: stdout line-buffered (progress lines arrive while training,
     also through a pipe), and main's return value as the exit status."""

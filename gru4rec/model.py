@@ -110,6 +110,13 @@ class Network:
             out[name] = v[:-1] if name in self.padded else v
         return out
 
+    def set_weights(self, weights):
+        """Sets the weights from numpy arrays shaped like those of `weights()`."""
+        for name, value in weights.items():
+            if name in self.padded:
+                value = np.concatenate([value, np.zeros((1,) + value.shape[1:], value.dtype)])
+            self.W[name].set_value(value)
+
     # forward -------------------------------------------------------------------------------
     def _gru(self, W, i, a, Hp, act):
         """One GRU layer (spec 4.3): reset gate before the recurrent matmul, a single bias."""

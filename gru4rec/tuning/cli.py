@@ -26,6 +26,8 @@ Additions to the original interface:
                           TEST_PATH from each user's history, e.g. tuning on valid.tsv of
                           gru4rec.leave_one_out with --history (= the training data, train.tsv);
                           -pm hr, ndcg or mrr. Never tune on test.tsv.
+  --valid-every N         every trial (and the final run) chooses its epoch on TEST_PATH: -pm
+                          measured every N epochs, the best epoch's value is the trial's
 -nt counts the trials this process adds (several workers add up); -fm with no values skips the
 final evaluation (e.g. on all but one worker).
 
@@ -39,7 +41,8 @@ matplotlib.
 import sys
 from pathlib import Path
 
-from ..cli_args import Parser, add_evaluation_options, add_model_options, add_sequence_options, run_as_command
+from ..cli_args import (Parser, add_evaluation_options, add_model_options, add_selection_options,
+                        add_sequence_options, run_as_command)
 from .report import check_plot_dir, save_plots, summary
 from .space import check_space, fixed_names, format_space, load_space, param_string
 from .storage import check_storage, driver_hint, mask_url
@@ -82,6 +85,7 @@ def _parser():
                         "-fm without values skips the final run")
     add_evaluation_options(p, metric_help="objective: recall (= hr), mrr or ndcg (default: recall)")
     add_sequence_options(p)
+    add_selection_options(p)
     _add_study_options(p)
     return p
 
@@ -123,6 +127,8 @@ def refuse_before_trials(args, space):
                         ("run script", args.run_script), *(("history", h) for h in args.history or [])):
         if path is not None and not Path(path).exists():
             raise ValueError(f"The {label} {path} does not exist")
+    if args.valid_every is not None and args.valid_every < 1:
+        raise ValueError(f"--valid-every must be >= 1, got {args.valid_every}")
     if args.history is None and args.keep_seen:
         raise ValueError("--keep-seen needs --history (it only changes the sequence-aware evaluation)")
     if checks_gru4rec_params(args):
@@ -194,7 +200,10 @@ def _final_eval(study, runner, space, args, have_best):
         return 1
     print(f"Running final eval @{args.final_measure}:", flush=True)
     ps = param_string(args.fixed_parameters, ordered_params(study.best_trial, space))
-    cmd = runner.base_command() + ["-ps", ps, "-m"] + [str(c) for c in args.final_measure] + runner.keys()
+    cuts, choice = args.final_measure, []
+    if args.valid_every is not None:  # the run chooses its epoch by -pm at its first cut-off, as the trials did
+        cuts, choice = [args.measure] + [c for c in cuts if c != args.measure], ["-pm", args.primary_metric]
+    cmd = runner.base_command() + ["-ps", ps, "-m"] + [str(c) for c in cuts] + choice + runner.keys()
     rc, _, last, _ = runner.run(cmd)
     if rc != 0:
         print(f"ERROR. The final run exited with status {rc}" + (f": {last}" if last else ""), file=sys.stderr)

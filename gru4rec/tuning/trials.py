@@ -71,7 +71,13 @@ class Runner:
     def base_command(self):
         a = self.args
         return self.launcher() + [a.path, "-t", a.test_path, "-g", a.gru4rec_model,
-                                  "-d", a.device, "--backend", a.backend] + self.sequence_options()
+                                  "-d", a.device, "--backend", a.backend] + self.sequence_options() \
+            + self.selection_options()
+
+    def selection_options(self):
+        """--valid-every as given to paropt: each run chooses its epoch on the tuning file."""
+        a = self.args
+        return [] if a.valid_every is None else ["--valid", a.test_path, "--valid-every", str(a.valid_every)]
 
     def sequence_options(self):
         """--history/--keep-seen as given to paropt: every run evaluates the same way."""
