@@ -6,6 +6,7 @@ original does: lists split on '/', booleans accept True/False/1/0. Every problem
 ValueError that names the parameter.
 """
 import ast
+import math
 import re
 import warnings
 from collections import OrderedDict
@@ -184,6 +185,7 @@ def validate(p):
     """Range and consistency checks of a Params; raises ValueError naming the problem, warns on odd pairings."""
     def bad(msg):
         raise ValueError(msg)
+    _check_finite(p)
     if p.loss not in LOSSES:
         bad(f"Invalid value for parameter loss: {p.loss!r} (choose from {', '.join(LOSSES)})")
     if not _act_ok(p.final_act, True):
@@ -231,6 +233,33 @@ def validate(p):
     elif loss not in ("cross-entropy", "xe_logit") and act in ("softmax", "softmax_logit"):
         warnings.warn(f"loss={loss} is meant for an elementwise final_act (linear, elu-X, ...), "
                       f"got {act!r}", stacklevel=3)
+
+
+FLOAT_PARAMS = tuple(k for k, f in Params.__dataclass_fields__.items() if "float" in str(f.type))
+
+
+def _check_finite(p):
+    """ValueError naming the first float parameter (or activation argument) that is NaN or
+    infinite: every range check below would let inf through, and training would end in NaN."""
+    for k in FLOAT_PARAMS:
+        values = p[k] if isinstance(p[k], list) else [p[k]]
+        for v in values:
+            if v is not None and isinstance(v, (int, float)) and not math.isfinite(v):
+                raise ValueError(f"Invalid value for parameter {k}: {p[k]} (must be a finite number)")
+    for k in ("final_act", "hidden_act"):
+        if any(not math.isfinite(a) for a in _act_numbers(p[k])):
+            raise ValueError(f"Invalid value for parameter {k}: {p[k]!r} (its arguments must be finite numbers)")
+
+
+def _act_numbers(name):
+    """The numbers of an activation string such as elu-0.5 or selu-1-1.05 (unparsable ones left out)."""
+    out = []
+    for a in str(name).split("-")[1:]:
+        try:
+            out.append(float(a))
+        except ValueError:
+            pass
+    return out
 
 
 def updated(base, converted):
