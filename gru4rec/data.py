@@ -2,6 +2,7 @@
 minibatch schedule (spec 3.1) as static-shape arrays for the compiled training step."""
 import datetime
 import heapq
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,13 +16,45 @@ class DataError(ValueError):
     """Bad input data; the message is meant for the user as it is."""
 
 
+def check_readable(path, what="File"):
+    """Raises DataError when `path` is not a file this process can read: missing ("File not
+    found: PATH"), a directory, or unreadable (permissions). `what` starts the message of a
+    missing file (e.g. "Parameter file")."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise DataError(f"Cannot read {path}: {e.strerror or type(e).__name__}") from None
+
+
+def check_output_dir(path, what="output folder"):
+    """Raises DataError when `path` cannot become a folder to write files into: it is a file,
+    or it (or, when missing, the nearest folder above it, where it would be created) is not
+    writable. Nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"The {what} {path} is not a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"The {what} {path} cannot be created: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise DataError(f"The {what} {path} cannot be written: {existing} is not writable")
+
+
 def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     """Reads a TAB-separated file with a header (optionally .gz), a pickled DataFrame
     (.pickle/.pkl) or a parquet file. Item ids are read as strings from text files, as in the
-    original. Raises DataError for a missing file, a missing column or an empty file."""
+    original. Raises DataError for a missing,
+    unreadable or directory path, a missing column or an empty file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"File not found: {path}")
+    check_readable(path)
     keys = [session_key, item_key, time_key]
     suffixes = path.suffixes
     try:
@@ -63,8 +96,7 @@ def check_file(path, session_key="SessionId", item_key="ItemId", time_key="Time"
     missing or, for TAB-separated and parquet files, its header lacks one of the columns.
     run.py calls it for the test files before training."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"File not found: {path}")
+    check_readable(path)
     suffixes = path.suffixes
     if suffixes[-1:] in ([".pickle"], [".pkl"]):
         return

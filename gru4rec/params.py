@@ -299,9 +299,13 @@ def parse_param_string(s, what="parameter string"):
 def load_param_file(path):
     """Reads `gru4rec_params = OrderedDict([...])` from a parameter file without executing code."""
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as e:
-        raise ValueError(f"Cannot read parameter file {path}: {e.strerror}") from None
+        why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
+        raise ValueError(f"Cannot read parameter file {path}: {why}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"Cannot read parameter file {path}: it is not UTF-8 text") from None
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as e:

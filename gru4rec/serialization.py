@@ -57,7 +57,7 @@ def _check_target(path):
         raise ModelSaveError(f"Cannot save the model to {path}: {parent} is not a directory")
     if path.is_dir():
         raise ModelSaveError(f"Cannot save the model to {path}: it is a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not os.access(parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         raise ModelSaveError(f"Cannot save the model to {path}: the directory {parent} is not writable")
 
 
@@ -103,12 +103,25 @@ def save(path, params, itemids, weights, error_during_train=False):
         raise
 
 
+def check_model_path(path):
+    """Raises ModelFileError when `path` is missing, a directory or unreadable (load's first checks)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"Model file not found: {path}")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ModelFileError(f"Cannot read the model file {path}: {e.strerror or type(e).__name__}") from None
+
+
 def load(path):
     """Returns (params, itemids as pd.Index, weights dict, error_during_train); raises
     ModelFileError with a one-line reason for missing, corrupt or foreign files."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}")
+    check_model_path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(len(NPY_MAGIC))

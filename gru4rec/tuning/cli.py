@@ -33,12 +33,14 @@ Input that would make every trial fail, or the end of the study, is refused befo
 trial with one line on stderr and status 1: a parameter name GRU4Rec does not know, a range
 end or option outside a parameter's valid values (checked with the -fp parameters, as run.py
 checks them; skipped when -g or --run-script point elsewhere), an unsupported storage URL, a
-missing database driver, a sqlite/journal file in a missing directory, --plot without
-matplotlib.
+missing database driver, a sqlite/journal file in a missing or unwritable directory, a
+data file or -opf that is missing, a directory or unreadable, --plot without matplotlib or
+into a file or unwritable directory.
 """
 import sys
 from pathlib import Path
 
+from ..data import check_readable
 from ..cli_args import Parser, add_evaluation_options, add_model_options, add_sequence_options, run_as_command
 from .report import check_plot_dir, save_plots, summary
 from .space import check_space, fixed_names, format_space, load_space, param_string
@@ -121,8 +123,13 @@ def refuse_before_trials(args, space):
         raise ValueError(f"Parameter(s) {', '.join(both)} are both fixed (-fp) and in the parameter space")
     for label, path in (("training data", args.path), ("validation data", args.test_path),
                         ("run script", args.run_script), *(("history", h) for h in args.history or [])):
-        if path is not None and not Path(path).exists():
+        if path is None:
+            continue
+        if not Path(path).exists():
             raise ValueError(f"The {label} {path} does not exist")
+        if Path(path).is_dir():
+            raise ValueError(f"The {label} {path} is a directory, not a file")
+        check_readable(path)  # permissions
     if args.history is None and args.keep_seen:
         raise ValueError("--keep-seen needs --history (it only changes the sequence-aware evaluation)")
     if checks_gru4rec_params(args):
