@@ -3,6 +3,7 @@ minibatch schedule (spec 3.1) as static-shape arrays for the compiled training s
 import datetime
 import heapq
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -14,6 +15,70 @@ import pandas as pd
 
 class DataError(ValueError):
     """Bad input data; the message is meant for the user as it is."""
+
+
+# Item ids ----------------------------------------------------------------------------------
+# One form everywhere (every reader, every DataFrame given to fit/evaluate/recommend, the ids a
+# model file holds): text. A whole number is written without a fraction however it came, so
+# the int 5, the float 5.0 (a pandas column that once held NaN), the text "5" and the text
+# "5.0" (such a column written to TSV) are the same item; other text is kept as it is ("007"
+# stays "007"), other floats become their shortest text ("2.5").
+
+_WHOLE_TEXT = re.compile(r"-?[0-9]+\.0+")
+
+
+def _item_id(v, key):
+    """The canonical text of one item id (NaN/None kept for the missing-value check)."""
+    if isinstance(v, str):
+        return v.split(".")[0] if _WHOLE_TEXT.fullmatch(v) else v
+    if isinstance(v, (bool, np.bool_)):
+        raise DataError(f"column {key!r} must hold item ids as numbers or text; found the boolean {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if v != v:
+            return v
+        if not np.isfinite(v):
+            raise DataError(f"column {key!r} must hold item ids as numbers or text; found {float(v)!r}")
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    if v is None:
+        return v
+    raise DataError(f"column {key!r} must hold item ids as numbers or text; found {type(v).__name__} {v!r:.60}")
+
+
+def item_ids(ids, key="ItemId"):
+    """Item ids (a Series, Index, array or list) in their canonical form: text, whole numbers
+    without a fraction (see above). Returns the same kind (Series keep their index; lists and
+    arrays become an object Index). Raises DataError for ids that are neither numbers nor
+    text (booleans, infinities, tuples, ...)."""
+    series = ids if isinstance(ids, pd.Series) else None
+    if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
+        values = ids.to_numpy() if not isinstance(ids, np.ndarray) else ids
+    else:
+        values = pd.Series(list(ids), dtype=object).to_numpy()
+    if len(values) == 0:
+        out = np.array([], dtype=object)
+    else:
+        codes, uniques = pd.factorize(values)
+        canon = np.array([_item_id(u, key) for u in uniques] + [np.nan], dtype=object)
+        if values.dtype == object and all(a is b for a, b in zip(canon, uniques)):
+            out = values  # already canonical text (the usual TSV case): no copy
+        else:
+            out = canon[codes]  # code -1 (NaN) picks the trailing NaN
+    if series is not None:
+        return series if out is values else pd.Series(out, index=series.index, name=series.name)
+    return pd.Index(out) if len(out) else pd.Index([], dtype=object)
+
+
+def check_session_ids(col, key):
+    """DataError when a session id column mixes numbers and text (5 and 'a' cannot be
+    sorted into sessions; write them all as text or all as numbers)."""
+    if col.dtype == object:
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind.startswith("mixed") and kind != "mixed-integer-float":
+            types = sorted({type(v).__name__ for v in pd.unique(col)})
+            raise DataError(f"column {key!r} mixes session ids of types {', '.join(types)}; "
+                            "session ids must be all numbers or all text")
 
 
 def check_readable(path, what="File"):
@@ -50,8 +115,8 @@ def check_output_dir(path, what="output folder"):
 
 def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     """Reads a TAB-separated file with a header (optionally .gz), a pickled DataFrame
-    (.pickle/.pkl) or a parquet file. Item ids are read as strings from text files, as in the
-    original. Raises DataError for a missing,
+    (.pickle/.pkl) or a parquet file. Item ids are returned as text from every kind of file
+    (whole numbers without a fraction: see `item_ids`), so the files of one data set agree. Raises DataError for a missing,
     unreadable or directory path, a missing column or an empty file."""
     path = Path(path)
     check_readable(path)
@@ -76,6 +141,12 @@ def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     _check_columns(path, df.columns, keys)
     if len(df) == 0:
         raise DataError(f"{path} has no events")
+    try:
+        ids = item_ids(df[item_key], item_key)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    if ids is not df[item_key]:
+        df = df.assign(**{item_key: ids})
     t = df[time_key]
     if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_datetime64_any_dtype(t)) and not t.isna().any():
         # date-time text becomes datetime64 here, so that every later sort is chronological
@@ -196,7 +267,8 @@ _NOT_TEXT = "(not text)"  # stands in for numbers in the ISO 8601 parse, which t
 
 def check_frame(df, session_key, item_key, time_key):
     """Raises DataError naming the problem for frames `fit`/evaluation cannot use: not a
-    DataFrame, a missing column, no rows, NaN values, or a time column that holds something
+    DataFrame, a missing column, no rows, NaN values, session ids that mix numbers and text,
+    or a time column that holds something
     other than numbers or ISO 8601 date-times. Returns the time column as numbers/datetime64."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -209,6 +281,7 @@ def check_frame(df, session_key, item_key, time_key):
         n = int(df[k].isna().sum())
         if n:
             raise DataError(f"column {k!r} has {n} missing (NaN) value(s)")
+    check_session_ids(df[session_key], session_key)
     return time_values(df[time_key], time_key)
 
 
@@ -242,11 +315,14 @@ class TrainingData:
 
 
 def prepare(df, session_key, item_key, time_key, time_sort=True):
-    """Maps items to indices in order of first appearance (spec 2.3), sorts (2.4), builds
+    """Maps items (their canonical text, `item_ids`) to indices in order of first appearance (spec 2.3), sorts (2.4), builds
     session offsets (2.5), the base order (2.6) and support counts (2.7)."""
     times = check_frame(df, session_key, item_key, time_key)
-    itemids = pd.Index(pd.unique(df[item_key]))
+    ids = item_ids(df[item_key], item_key)
+    itemids = pd.Index(pd.unique(ids))
     df = df[[session_key, item_key, time_key]]
+    if ids is not df[item_key]:
+        df = df.assign(**{item_key: ids})
     if times.dtype != df[time_key].dtype:  # numeric or date-time text: sort by the parsed times
         df = df.assign(**{time_key: times})
     df = sort_if_needed(df, [session_key, time_key])

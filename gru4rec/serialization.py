@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from .data import item_ids
 
 FORMAT = "gru4rec-pytensor"
 VERSION = 1
@@ -69,8 +70,7 @@ def check_save_path(path):
 def save(path, params, itemids, weights, error_during_train=False):
     """Writes params (JSON-able dict), item ids (pd.Index) and weights (name -> array) atomically."""
     path = Path(path)
-    ids = itemids.to_numpy()
-    ids = ids.astype(np.int64) if np.issubdtype(ids.dtype, np.integer) else ids.astype(str)
+    ids = item_ids(itemids).to_numpy().astype(str)  # canonical text (gru4rec.data.item_ids)
     meta = {"format": FORMAT, "version": VERSION, "params": params, "weights": list(weights),
             "error_during_train": bool(error_during_train)}
     arrays = {f"w_{k}": np.asarray(v) for k, v in weights.items()}
@@ -101,6 +101,19 @@ def save(path, params, itemids, weights, error_during_train=False):
         if isinstance(e, OSError) and not isinstance(e, ModelSaveError):
             raise ModelSaveError(f"Cannot save the model to {path}: {e.strerror or type(e).__name__}") from None
         raise
+
+
+def _saved_item_ids(path, array):
+    """The item ids of a model file in canonical text form (files written before it may hold
+    int64 ids); ModelFileError when they are not unique."""
+    try:
+        ids = item_ids(array)
+    except ValueError as e:
+        raise ModelFileError(f"{path} holds bad item ids: {e}") from None
+    if not ids.is_unique:
+        dup = ids[ids.duplicated()][0]
+        raise ModelFileError(f"{path} holds the item id {dup!r} more than once")
+    return ids
 
 
 def check_model_path(path):
@@ -144,7 +157,7 @@ def load(path):
                 raise ModelFileError(f"{path} has model format version {meta.get('version')}; "
                                      f"this gru4rec reads version {VERSION}")
             weights = {k: z[f"w_{k}"] for k in meta["weights"]}
-            itemids = pd.Index(z["itemids"])
+            itemids = _saved_item_ids(path, z["itemids"])
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as e:
