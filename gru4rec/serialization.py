@@ -156,6 +156,13 @@ def load(path):
             if meta.get("version") != VERSION:
                 raise ModelFileError(f"{path} has model format version {meta.get('version')}; "
                                      f"this gru4rec reads version {VERSION}")
+            if not isinstance(meta.get("params"), dict) or not isinstance(meta.get("weights"), list) \
+                    or "itemids" not in z.files:
+                raise ModelFileError(f"{path} is not a complete GRU4Rec model file "
+                                     "(its metadata lacks the parameters or the weight names, or it has no item ids)")
+            missing = [k for k in meta["weights"] if f"w_{k}" not in z.files]
+            if missing:
+                raise ModelFileError(f"{path} lacks the array(s) {', '.join(missing)} named in its metadata")
             weights = {k: z[f"w_{k}"] for k in meta["weights"]}
             itemids = _saved_item_ids(path, z["itemids"])
     except ModelFileError:
@@ -163,4 +170,4 @@ def load(path):
     except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as e:
         reason = str(e).split(". ")[0].splitlines()[0] if str(e) else type(e).__name__
         raise ModelFileError(f"{path} is not a readable GRU4Rec model file ({reason})") from None
-    return meta["params"], itemids, weights, meta["error_during_train"]
+    return meta["params"], itemids, weights, bool(meta.get("error_during_train", False))
