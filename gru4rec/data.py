@@ -59,6 +59,11 @@ def item_ids(ids, key="ItemId"):
     if len(values) == 0:
         out = np.array([], dtype=object)
     else:
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
+                "mixed", "mixed-integer", "mixed-integer-float", "boolean"):
+            flags = [isinstance(v, (bool, np.bool_)) for v in values]  # True == 1 to factorize
+            if any(flags):
+                _item_id(values[flags.index(True)], key)
         codes, uniques = pd.factorize(values)
         canon = np.array([_item_id(u, key) for u in uniques] + [np.nan], dtype=object)
         if values.dtype == object and all(a is b for a, b in zip(canon, uniques)):

@@ -302,6 +302,8 @@ def load_param_file(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise ValueError(f"Parameter file not found: {path}") from None
         why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
         raise ValueError(f"Cannot read parameter file {path}: {why}") from None
     except UnicodeDecodeError:

@@ -119,6 +119,8 @@ def load_space(path):
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise SpaceError(f"Parameter space file not found: {path}") from None
         why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
         raise SpaceError(f"Cannot read parameter space file {path}: {why}") from None
     except UnicodeDecodeError:
