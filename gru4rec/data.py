@@ -51,28 +51,28 @@ def item_ids(ids, key="ItemId"):
     without a fraction (see above). Returns the same kind (Series keep their index; lists and
     arrays become an object Index). Raises DataError for ids that are neither numbers nor
     text (booleans, infinities, tuples, ...)."""
-    series = ids if isinstance(ids, pd.Series) else None
-    if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
-        values = ids.to_numpy() if not isinstance(ids, np.ndarray) else ids
-    else:
-        values = pd.Series(list(ids), dtype=object).to_numpy()
-    if len(values) == 0:
-        out = np.array([], dtype=object)
-    else:
-        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
-                "mixed", "mixed-integer", "mixed-integer-float", "boolean"):
-            flags = [isinstance(v, (bool, np.bool_)) for v in values]  # True == 1 to factorize
-            if any(flags):
-                _item_id(values[flags.index(True)], key)
-        codes, uniques = pd.factorize(values)
-        canon = np.array([_item_id(u, key) for u in uniques] + [np.nan], dtype=object)
-        if values.dtype == object and all(a is b for a, b in zip(canon, uniques)):
-            out = values  # already canonical text (the usual TSV case): no copy
-        else:
-            out = canon[codes]  # code -1 (NaN) picks the trailing NaN
-    if series is not None:
-        return series if out is values else pd.Series(out, index=series.index, name=series.name)
-    return pd.Index(out) if len(out) else pd.Index([], dtype=object)
+    if not isinstance(ids, (pd.Series, pd.Index)):
+        ids = pd.Index(pd.Series(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object))
+    if len(ids) == 0:
+        return ids if isinstance(ids, pd.Series) else pd.Index([], dtype=object)
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True) in (
+            "mixed", "mixed-integer", "mixed-integer-float", "boolean"):
+        flags = [isinstance(v, (bool, np.bool_)) for v in ids]  # factorize takes True for 1
+        if any(flags):
+            _item_id(ids[flags.index(True)], key)
+    if pd.api.types.is_integer_dtype(ids.dtype) and not pd.api.types.is_bool_dtype(ids.dtype):
+        return ids.astype(str)
+    if pd.api.types.is_string_dtype(ids.dtype):
+        uniques = np.asarray(pd.unique(ids), dtype=object)
+        if all(_item_id(u, key) is u for u in uniques):
+            return ids  # already canonical text (the usual TSV case): no copy
+    codes, uniques = pd.factorize(ids)
+    uniques = np.asarray(uniques, dtype=object)
+    canon = np.array([_item_id(u, key) for u in uniques] + [np.nan], dtype=object)
+    out = canon[codes]  # code -1 (NaN) picks the trailing NaN
+    if isinstance(ids, pd.Series):
+        return pd.Series(out, index=ids.index, name=ids.name)
+    return pd.Index(out)
 
 
 def check_session_ids(col, key):
