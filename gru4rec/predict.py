@@ -24,7 +24,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from .backend import mode_for
-from .data import item_ids
+from .data import item_ids as canonical_ids
 from .evaluation import score_activation
 
 _LIVE = weakref.WeakKeyDictionary()  # GRU4Rec -> LiveSessions
@@ -104,7 +104,7 @@ class LiveSessions:
         ids = list(ids)
         if not ids:
             return np.zeros(0, np.int64)
-        return self.itemids.get_indexer(item_ids(ids))
+        return self.itemids.get_indexer(canonical_ids(ids))
 
     def _allowed(self, exclude, candidates):
         N = self.net.n_items
