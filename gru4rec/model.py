@@ -31,32 +31,6 @@ def input_size(p, n_items):
     return {"shared": p.layers[-1], "separate": embedding_size(p), "none": n_items}[embedding_mode(p)]
 
 
-def init_weights(n_items, p):
-    """Weights as float32 arrays, drawn in the original's order from one seeded stream (spec 8)."""
-    rng = np.random.RandomState(p.seed)
-
-    def draw(r, c):
-        s = p.sigma if p.sigma != 0 else np.sqrt(6.0 / (r + c))
-        if p.init_as_normal:
-            return (rng.randn(r, c) * s).astype(np.float32)
-        return (rng.rand(r, c) * s * 2 - s).astype(np.float32)
-
-    W = OrderedDict()
-    mode = embedding_mode(p)
-    if mode == "separate":
-        W["E"] = draw(n_items, embedding_size(p))
-    d_in = input_size(p, n_items)
-    for i, L in enumerate(p.layers):
-        W[f"Wx{i}"] = np.hstack([draw(d_in, L) for _ in range(3)])
-        W[f"Wh{i}"] = draw(L, L)
-        W[f"Wrz{i}"] = np.hstack([draw(L, L) for _ in range(2)])
-        W[f"Bh{i}"] = np.zeros(3 * L, np.float32)
-        d_in = L
-    W["Wy"] = draw(n_items, p.layers[-1])
-    W["By"] = np.zeros(n_items, np.float32)
-    return W
-
-
 def weight_shapes(n_items, p):
     """The name and shape of every weight `init_weights` makes (without drawing them)."""
     shapes = OrderedDict()
@@ -94,6 +68,32 @@ def check_weights(p, n_items, weights):
         if tuple(w.shape) != shape:
             raise ValueError(f"the array {k} has shape {tuple(w.shape)}, but {n_items} item ids and "
                              f"layers={p.layers}, embedding={p.embedding} need {shape}")
+
+
+def init_weights(n_items, p):
+    """Weights as float32 arrays, drawn in the original's order from one seeded stream (spec 8)."""
+    rng = np.random.RandomState(p.seed)
+
+    def draw(r, c):
+        s = p.sigma if p.sigma != 0 else np.sqrt(6.0 / (r + c))
+        if p.init_as_normal:
+            return (rng.randn(r, c) * s).astype(np.float32)
+        return (rng.rand(r, c) * s * 2 - s).astype(np.float32)
+
+    W = OrderedDict()
+    mode = embedding_mode(p)
+    if mode == "separate":
+        W["E"] = draw(n_items, embedding_size(p))
+    d_in = input_size(p, n_items)
+    for i, L in enumerate(p.layers):
+        W[f"Wx{i}"] = np.hstack([draw(d_in, L) for _ in range(3)])
+        W[f"Wh{i}"] = draw(L, L)
+        W[f"Wrz{i}"] = np.hstack([draw(L, L) for _ in range(2)])
+        W[f"Bh{i}"] = np.zeros(3 * L, np.float32)
+        d_in = L
+    W["Wy"] = draw(n_items, p.layers[-1])
+    W["By"] = np.zeros(n_items, np.float32)
+    return W
 
 
 def sparse_names(p):

@@ -40,7 +40,6 @@ into a file or unwritable directory.
 import sys
 from pathlib import Path
 
-from ..data import check_readable
 from ..cli_args import Parser, add_evaluation_options, add_model_options, add_sequence_options, run_as_command
 from .report import check_plot_dir, save_plots, summary
 from .space import check_space, fixed_names, format_space, load_space, param_string
@@ -123,21 +122,28 @@ def refuse_before_trials(args, space):
         raise ValueError(f"Parameter(s) {', '.join(both)} are both fixed (-fp) and in the parameter space")
     for label, path in (("training data", args.path), ("validation data", args.test_path),
                         ("run script", args.run_script), *(("history", h) for h in args.history or [])):
-        if path is None:
-            continue
-        if not Path(path).exists():
+        if path is not None and not Path(path).exists():
             raise ValueError(f"The {label} {path} does not exist")
-        if Path(path).is_dir():
-            raise ValueError(f"The {label} {path} is a directory, not a file")
-        check_readable(path)  # permissions
     if args.history is None and args.keep_seen:
         raise ValueError("--keep-seen needs --history (it only changes the sequence-aware evaluation)")
+    _check_readable_files(args)
     if checks_gru4rec_params(args):
         check_space(space, args.fixed_parameters, args.optuna_parameter_file)
     if args.storage is not None:
         check_storage(args.storage)
     if args.plot is not None:
         check_plot_dir(args.plot)
+
+
+def _check_readable_files(args):
+    """ValueError for a data file, history file or run script that is a directory or unreadable."""
+    from ..data import check_readable
+    for label, path in (("training data", args.path), ("validation data", args.test_path),
+                        ("run script", args.run_script), *(("history", h) for h in args.history or [])):
+        if path is not None and Path(path).is_dir():
+            raise ValueError(f"The {label} {path} is a directory, not a file")
+        if path is not None:
+            check_readable(path)  # permissions
 
 
 def main(argv=None):
