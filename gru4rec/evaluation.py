@@ -16,7 +16,6 @@ import weakref
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 

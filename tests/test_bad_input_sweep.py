@@ -16,7 +16,6 @@ API cases: ValueError (DataError, ModelFileError, ModelSaveError) naming the pro
 import contextlib
 import io
 import json
-import math
 import os
 import signal
 import subprocess
@@ -35,7 +34,7 @@ from gru4rec import cli as run
 from gru4rec import leave_one_out, synthetic
 from gru4rec import tuning as paropt
 from gru4rec.data import check_frame, item_ids, load, prepare
-from gru4rec.params import FLOAT_PARAMS, load_param_file
+from gru4rec.params import FLOAT_PARAMS
 
 from .conftest import ROOT
 from .test_bad_input import SMALL_PS, assert_refused, cli, events, paropt_cli, write_space
