@@ -146,16 +146,25 @@ def sequence_problem(args):
 
 
 def check_before_work(args):
-    """ValueError for an unknown or missing device, an -s into a missing directory, or a -t file
-    that is missing or lacks a column: found before training, not after it."""
+    """ValueError for a PATH, -pf, -t or --history file that is missing, a directory,
+    unreadable or lacks a column, an -s that cannot be written, or an unknown or missing
+    device: found before training, not after it."""
     from .backend import mode_for
     from .data import check_file
-    mode_for(args.backend, args.device, args.precision)
+    from .params import load_param_file
+    if args.load_model:
+        from .serialization import check_model_path
+        check_model_path(args.path)
+    else:
+        check_file(args.path, args.session_key, args.item_key, args.time_key)
+    if args.parameter_file is not None:
+        load_param_file(args.parameter_file)
     if args.save_model is not None and not args.load_model:
         from .serialization import check_save_path
         check_save_path(args.save_model)
     for test_path in (args.test or []) + (args.history or []) + ([args.valid] if args.valid else []):
         check_file(test_path, args.session_key, args.item_key, args.time_key)
+    mode_for(args.backend, args.device, args.precision)
 
 
 def create_model(model_class, args):

@@ -2,6 +2,8 @@
 minibatch schedule (spec 3.1) as static-shape arrays for the compiled training step."""
 import datetime
 import heapq
+import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,13 +17,114 @@ class DataError(ValueError):
     """Bad input data; the message is meant for the user as it is."""
 
 
+# Item ids ----------------------------------------------------------------------------------
+# One form everywhere (every reader, every DataFrame given to fit/evaluate/recommend, the ids a
+# model file holds): text. A whole number is written without a fraction however it came, so
+# the int 5, the float 5.0 (a pandas column that once held NaN), the text "5" and the text
+# "5.0" (such a column written to TSV) are the same item; other text is kept as it is ("007"
+# stays "007"), other floats become their shortest text ("2.5").
+
+_WHOLE_TEXT = re.compile(r"-?[0-9]+\.0+")
+
+
+def _item_id(v, key):
+    """The canonical text of one item id (NaN/None kept for the missing-value check)."""
+    if isinstance(v, str):
+        return v.split(".")[0] if _WHOLE_TEXT.fullmatch(v) else v
+    if isinstance(v, (bool, np.bool_)):
+        raise DataError(f"column {key!r} must hold item ids as numbers or text; found the boolean {v!r}")
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if v != v:
+            return v
+        if not np.isfinite(v):
+            raise DataError(f"column {key!r} must hold item ids as numbers or text; found {float(v)!r}")
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    if v is None:
+        return v
+    raise DataError(f"column {key!r} must hold item ids as numbers or text; found {type(v).__name__} {v!r:.60}")
+
+
+def item_ids(ids, key="ItemId"):
+    """Item ids (a Series, Index, array or list) in their canonical form: text, whole numbers
+    without a fraction (see above). Returns the same kind (Series keep their index; lists and
+    arrays become an object Index). Raises DataError for ids that are neither numbers nor
+    text (booleans, infinities, tuples, ...)."""
+    if not isinstance(ids, (pd.Series, pd.Index)):
+        ids = pd.Index(pd.Series(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=object))
+    if len(ids) == 0:
+        return ids if isinstance(ids, pd.Series) else pd.Index([], dtype=object)
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True) in (
+            "mixed", "mixed-integer", "mixed-integer-float", "boolean"):
+        flags = [isinstance(v, (bool, np.bool_)) for v in ids]  # factorize takes True for 1
+        if any(flags):
+            _item_id(ids[flags.index(True)], key)
+    if pd.api.types.is_integer_dtype(ids.dtype) and not pd.api.types.is_bool_dtype(ids.dtype):
+        return ids.astype(str)
+    if pd.api.types.is_string_dtype(ids.dtype):
+        uniques = np.asarray(pd.unique(ids), dtype=object)
+        if all(_item_id(u, key) is u for u in uniques):
+            return ids  # already canonical text (the usual TSV case): no copy
+    codes, uniques = pd.factorize(ids)
+    uniques = np.asarray(uniques, dtype=object)
+    canon = np.array([_item_id(u, key) for u in uniques] + [np.nan], dtype=object)
+    out = canon[codes]  # code -1 (NaN) picks the trailing NaN
+    if isinstance(ids, pd.Series):
+        return pd.Series(out, index=ids.index, name=ids.name)
+    return pd.Index(out)
+
+
+def check_session_ids(col, key):
+    """DataError when a session id column mixes numbers and text (5 and 'a' cannot be
+    sorted into sessions; write them all as text or all as numbers)."""
+    if col.dtype == object:
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind.startswith("mixed") and kind != "mixed-integer-float":
+            types = sorted({type(v).__name__ for v in pd.unique(col)})
+            raise DataError(f"column {key!r} mixes session ids of types {', '.join(types)}; "
+                            "session ids must be all numbers or all text")
+
+
+def check_readable(path, what="File"):
+    """Raises DataError when `path` is not a file this process can read: missing ("File not
+    found: PATH"), a directory, or unreadable (permissions). `what` starts the message of a
+    missing file (e.g. "Parameter file")."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise DataError(f"Cannot read {path}: {e.strerror or type(e).__name__}") from None
+
+
+def check_output_dir(path, what="output folder"):
+    """Raises DataError when `path` cannot become a folder to write files into: it is a file,
+    or it (or, when missing, the nearest folder above it, where it would be created) is not
+    writable. Nothing is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"The {what} {path} is not a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"The {what} {path} cannot be created: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise DataError(f"The {what} {path} cannot be written: {existing} is not writable")
+
+
 def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     """Reads a TAB-separated file with a header (optionally .gz), a pickled DataFrame
-    (.pickle/.pkl) or a parquet file. Item ids are read as strings from text files, as in the
-    original. Raises DataError for a missing file, a missing column or an empty file."""
+    (.pickle/.pkl) or a parquet file. Item ids are returned as text from every kind of file
+    (whole numbers without a fraction: see `item_ids`), so the files of one data set agree. Raises DataError for a missing,
+    unreadable or directory path, a missing column or an empty file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"File not found: {path}")
+    check_readable(path)
     keys = [session_key, item_key, time_key]
     suffixes = path.suffixes
     try:
@@ -43,6 +146,12 @@ def load(path, session_key="SessionId", item_key="ItemId", time_key="Time"):
     _check_columns(path, df.columns, keys)
     if len(df) == 0:
         raise DataError(f"{path} has no events")
+    try:
+        ids = item_ids(df[item_key], item_key)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    if ids is not df[item_key]:
+        df = df.assign(**{item_key: ids})
     t = df[time_key]
     if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_datetime64_any_dtype(t)) and not t.isna().any():
         # date-time text becomes datetime64 here, so that every later sort is chronological
@@ -63,8 +172,7 @@ def check_file(path, session_key="SessionId", item_key="ItemId", time_key="Time"
     missing or, for TAB-separated and parquet files, its header lacks one of the columns.
     run.py calls it for the test files before training."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"File not found: {path}")
+    check_readable(path)
     suffixes = path.suffixes
     if suffixes[-1:] in ([".pickle"], [".pkl"]):
         return
@@ -164,7 +272,8 @@ _NOT_TEXT = "(not text)"  # stands in for numbers in the ISO 8601 parse, which t
 
 def check_frame(df, session_key, item_key, time_key):
     """Raises DataError naming the problem for frames `fit`/evaluation cannot use: not a
-    DataFrame, a missing column, no rows, NaN values, or a time column that holds something
+    DataFrame, a missing column, no rows, NaN values, session ids that mix numbers and text,
+    or a time column that holds something
     other than numbers or ISO 8601 date-times. Returns the time column as numbers/datetime64."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -177,6 +286,7 @@ def check_frame(df, session_key, item_key, time_key):
         n = int(df[k].isna().sum())
         if n:
             raise DataError(f"column {k!r} has {n} missing (NaN) value(s)")
+    check_session_ids(df[session_key], session_key)
     return time_values(df[time_key], time_key)
 
 
@@ -210,11 +320,14 @@ class TrainingData:
 
 
 def prepare(df, session_key, item_key, time_key, time_sort=True):
-    """Maps items to indices in order of first appearance (spec 2.3), sorts (2.4), builds
+    """Maps items (their canonical text, `item_ids`) to indices in order of first appearance (spec 2.3), sorts (2.4), builds
     session offsets (2.5), the base order (2.6) and support counts (2.7)."""
     times = check_frame(df, session_key, item_key, time_key)
-    itemids = pd.Index(pd.unique(df[item_key]))
+    ids = item_ids(df[item_key], item_key)
+    itemids = pd.Index(pd.unique(ids))
     df = df[[session_key, item_key, time_key]]
+    if ids is not df[item_key]:
+        df = df.assign(**{item_key: ids})
     if times.dtype != df[time_key].dtype:  # numeric or date-time text: sort by the parsed times
         df = df.assign(**{time_key: times})
     df = sort_if_needed(df, [session_key, time_key])

@@ -16,12 +16,11 @@ import weakref
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 
 from .backend import mode_for
-from .data import DataError, check_frame, session_parallel_schedule
+from .data import DataError, check_frame, item_ids, session_parallel_schedule
 from .losses import activation
 from .params import TIE_MODES as MODES
 _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator}
@@ -77,10 +76,7 @@ def metrics_from_ranks(ranks, cut_off, return_ranks=False):
 
 def item_indices(model, ids):
     """The model's item index of each id in the Series `ids`, -1 for unknown ones."""
-    index = model.itemidmap.index
-    if pd.api.types.is_string_dtype(index) and not pd.api.types.is_string_dtype(ids):
-        ids = ids.astype(str)  # ids read from a text file are strings; a pickle may hold numbers
-    return index.get_indexer(ids)
+    return model.itemidmap.index.get_indexer(item_ids(ids))  # 5, 5.0 and "5" are one item
 
 
 def known_sessions(model, test_data, session_key, item_key, time_key):
@@ -91,7 +87,10 @@ def known_sessions(model, test_data, session_key, item_key, time_key):
     events are dropped, as they give no (input, target) pair."""
     check_frame(test_data, session_key, item_key, time_key)
     df = test_data[[session_key, item_key, time_key]]
-    idx = item_indices(model, df[item_key])
+    ids = item_ids(df[item_key], item_key)  # canonical text: mixed types sort, and match the model's
+    if ids is not df[item_key]:
+        df = df.assign(**{item_key: ids})
+    idx = model.itemidmap.index.get_indexer(ids)
     known = idx >= 0
     if not known.any():
         raise DataError("none of the test items occurs in the training data; nothing to evaluate "
@@ -375,7 +374,7 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     print(f"Measuring Recall@{c} and MRR@{c}")
     candidates = None
     if items is not None:
-        candidates = model.itemidmap.index.get_indexer(pd.Index(items))
+        candidates = model.itemidmap.index.get_indexer(item_ids(items))
         if (candidates < 0).any():
             raise ValueError(f"{int((candidates < 0).sum())} of the items to evaluate against are not "
                              "known to the model")

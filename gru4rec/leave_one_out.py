@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import DataError, load
+from .data import DataError, check_output_dir, item_ids, load
 
 COLUMNS = ["SessionId", "ItemId", "Time"]
 SPLITS = ("train", "valid", "test")
@@ -84,7 +84,7 @@ def histories(df, session_key, item_key, time_key):
     first = pd.Index(pd.unique(users)).get_indexer(users)
     order = np.lexsort((np.arange(len(df)), df[time_key].to_numpy(), first))
     out = pd.DataFrame({"SessionId": users[order],
-                        "ItemId": df[item_key].astype(str).to_numpy()[order]})
+                        "ItemId": item_ids(df[item_key], item_key).to_numpy()[order]})
     out["Time"] = out.groupby("SessionId", sort=False).cumcount().to_numpy()
     return out
 
@@ -133,12 +133,13 @@ def main(argv=None):
     p.add_argument("-tk", "--time_key", default="Time", help="time column of a TSV input")
     args = p.parse_args(argv)
     try:
+        check_output_dir(args.outdir)
         hist = read_histories(args.input, args.session_key, args.item_key, args.time_key)
-    except DataError as e:
+        parts = split(hist)
+        write(parts, args.outdir)
+    except (DataError, OSError) as e:
         print(f"ERROR. {e}", file=sys.stderr)
         return 1
-    parts = split(hist)
-    write(parts, args.outdir)
     print(f"{len(hist)} interactions, {hist['SessionId'].nunique()} users, {hist['ItemId'].nunique()} items")
     print("\n".join(summary(parts)))
     return 0

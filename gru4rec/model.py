@@ -31,6 +31,45 @@ def input_size(p, n_items):
     return {"shared": p.layers[-1], "separate": embedding_size(p), "none": n_items}[embedding_mode(p)]
 
 
+def weight_shapes(n_items, p):
+    """The name and shape of every weight `init_weights` makes (without drawing them)."""
+    shapes = OrderedDict()
+    if embedding_mode(p) == "separate":
+        shapes["E"] = (n_items, embedding_size(p))
+    d_in = input_size(p, n_items)
+    for i, L in enumerate(p.layers):
+        shapes[f"Wx{i}"] = (d_in, 3 * L)
+        shapes[f"Wh{i}"] = (L, L)
+        shapes[f"Wrz{i}"] = (L, 2 * L)
+        shapes[f"Bh{i}"] = (3 * L,)
+        d_in = L
+    shapes["Wy"] = (n_items, p.layers[-1])
+    shapes["By"] = (n_items,)
+    return shapes
+
+
+def check_weights(p, n_items, weights):
+    """ValueError naming the first disagreement between the parameters (layers, embedding),
+    the number of items and the weight arrays of a model: a missing or extra array, a wrong
+    shape, a non-float array."""
+    want = weight_shapes(n_items, p)
+    missing = [k for k in want if k not in weights]
+    if missing:
+        raise ValueError(f"the array(s) {', '.join(missing)} that layers={p.layers}, embedding={p.embedding}, "
+                         f"constrained_embedding={p.constrained_embedding} need are missing")
+    extra = [k for k in weights if k not in want]
+    if extra:
+        raise ValueError(f"unexpected array(s) {', '.join(extra)} for layers={p.layers}, "
+                         f"embedding={p.embedding}, constrained_embedding={p.constrained_embedding}")
+    for k, shape in want.items():
+        w = weights[k]
+        if w.dtype.kind != "f":
+            raise ValueError(f"the array {k} holds {w.dtype}, not floats")
+        if tuple(w.shape) != shape:
+            raise ValueError(f"the array {k} has shape {tuple(w.shape)}, but {n_items} item ids and "
+                             f"layers={p.layers}, embedding={p.embedding} need {shape}")
+
+
 def init_weights(n_items, p):
     """Weights as float32 arrays, drawn in the original's order from one seeded stream (spec 8)."""
     rng = np.random.RandomState(p.seed)

@@ -6,6 +6,7 @@ original does: lists split on '/', booleans accept True/False/1/0. Every problem
 ValueError that names the parameter.
 """
 import ast
+import math
 import re
 import warnings
 from collections import OrderedDict
@@ -195,6 +196,7 @@ def validate(p):
     """Range and consistency checks of a Params; raises ValueError naming the problem, warns on odd pairings."""
     def bad(msg):
         raise ValueError(msg)
+    _check_finite(p)
     if p.loss not in LOSSES:
         bad(f"Invalid value for parameter loss: {p.loss!r} (choose from {', '.join(LOSSES)})")
     if not _act_ok(p.final_act, True):
@@ -248,6 +250,33 @@ def validate(p):
                       f"got {act!r}", stacklevel=3)
 
 
+FLOAT_PARAMS = tuple(k for k, f in Params.__dataclass_fields__.items() if "float" in str(f.type))
+
+
+def _check_finite(p):
+    """ValueError naming the first float parameter (or activation argument) that is NaN or
+    infinite: every range check below would let inf through, and training would end in NaN."""
+    for k in FLOAT_PARAMS:
+        values = p[k] if isinstance(p[k], list) else [p[k]]
+        for v in values:
+            if v is not None and isinstance(v, (int, float)) and not math.isfinite(v):
+                raise ValueError(f"Invalid value for parameter {k}: {p[k]} (must be a finite number)")
+    for k in ("final_act", "hidden_act"):
+        if any(not math.isfinite(a) for a in _act_numbers(p[k])):
+            raise ValueError(f"Invalid value for parameter {k}: {p[k]!r} (its arguments must be finite numbers)")
+
+
+def _act_numbers(name):
+    """The numbers of an activation string such as elu-0.5 or selu-1-1.05 (unparsable ones left out)."""
+    out = []
+    for a in str(name).split("-")[1:]:
+        try:
+            out.append(float(a))
+        except ValueError:
+            pass
+    return out
+
+
 def updated(base, converted):
     """A new Params: base with the converted (name, value) pairs (from `convert`) applied,
     embedding='layersize' resolved to the first layer's size, and checked (`validate`)."""
@@ -285,9 +314,15 @@ def parse_param_string(s, what="parameter string"):
 def load_param_file(path):
     """Reads `gru4rec_params = OrderedDict([...])` from a parameter file without executing code."""
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as e:
-        raise ValueError(f"Cannot read parameter file {path}: {e.strerror}") from None
+        if isinstance(e, FileNotFoundError):
+            raise ValueError(f"Parameter file not found: {path}") from None
+        why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
+        raise ValueError(f"Cannot read parameter file {path}: {why}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"Cannot read parameter file {path}: it is not UTF-8 text") from None
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as e:

@@ -24,6 +24,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from .backend import mode_for
+from .data import item_ids as canonical_ids
 from .evaluation import score_activation
 
 _LIVE = weakref.WeakKeyDictionary()  # GRU4Rec -> LiveSessions
@@ -98,15 +99,12 @@ class LiveSessions:
 
     # item ids <-> indices -----------------------------------------------------------------
     def _indices(self, ids):
-        """Item indices of ids, -1 for unknown ones. Ids are compared as strings when the
-        model's ids are strings (they are when the training data came from a text file)."""
-        index = self.itemids
+        """Item indices of ids, -1 for unknown ones; ids are compared in their canonical
+        text form (gru4rec.data.item_ids: 5, 5.0 and "5" are one item)."""
         ids = list(ids)
         if not ids:
             return np.zeros(0, np.int64)
-        if pd.api.types.is_string_dtype(index):
-            ids = [str(i) for i in ids]
-        return index.get_indexer(ids)
+        return self.itemids.get_indexer(canonical_ids(ids))
 
     def _allowed(self, exclude, candidates):
         N = self.net.n_items

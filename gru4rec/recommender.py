@@ -12,7 +12,7 @@ from . import params as P
 from . import serialization
 from .backend import mode_for
 from .data import check_batch_size, prepare
-from .model import Network
+from .model import Network, check_weights
 from .sampling import SampleStore
 from .training import Trainer, whole_windows
 
@@ -158,6 +158,7 @@ class GRU4Rec:
         model = cls(device=device, backend=backend, precision=precision)
         try:
             model._apply(list(params.items()), verbose=False)
+            check_weights(model.params, len(itemids), weights)
             model.net = Network(model.params, len(itemids), weights=weights)
         except (ValueError, KeyError, TypeError) as e:
             raise serialization.ModelFileError(f"{path} holds an inconsistent model: {e}") from None

@@ -36,6 +36,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .data import check_output_dir
+
 DAY = 86400
 START = 1704067200  # 2024-01-01 00:00 UTC
 COLUMNS = ["SessionId", "ItemId", "Time"]
@@ -193,19 +195,28 @@ def main(argv=None):
                    help="also write train_tr.tsv and train_valid.tsv (train split again the same way)")
     a = p.parse_args(argv)
     try:
+        check_output_dir(a.outdir)
+    except ValueError as e:
+        print(f"ERROR. {e}", file=sys.stderr)
+        return 1
+    try:
         train, test = generate(a.sessions, a.items, a.days, a.seed, mean_length=a.mean_length)
     except ValueError as e:
         p.error(str(e))
     if len(train) == 0 or len(test) == 0:
         p.error("the generated train or test set is empty; use more --sessions or --days")
     out = Path(a.outdir)
-    out.mkdir(parents=True, exist_ok=True)
     parts = {"train": train, "test": test}
     if a.validation:
         parts["train_tr"], parts["train_valid"] = split(train, 1)
-    for name, df in parts.items():
-        df[COLUMNS].to_csv(out / f"{name}.tsv", sep="\t", index=False)
-        print(f"{name}\t{counts(df)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, df in parts.items():
+            df[COLUMNS].to_csv(out / f"{name}.tsv", sep="\t", index=False)
+            print(f"{name}\t{counts(df)}")
+    except OSError as e:
+        print(f"ERROR. Cannot write to {out}: {e.strerror or type(e).__name__}", file=sys.stderr)
+        return 1
     print(f"Output written to {out}")
     return 0
 

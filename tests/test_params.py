@@ -100,7 +100,7 @@ def test_param_file(tmp_path, capsys):
 
 
 def test_param_file_errors(tmp_path):
-    with pytest.raises(ValueError, match="Cannot read"):
+    with pytest.raises(ValueError, match="Parameter file not found"):
         P.load_param_file(tmp_path / "missing.py")
     bad = tmp_path / "bad.py"
     bad.write_text("params = {}\n")

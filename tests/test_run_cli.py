@@ -134,7 +134,7 @@ def errors_of(capsys, argv):
                                            r"--parameter_string, --parameter_file, --load_model$"),
     (["{tiny}"], r"^ERROR\. Exactly one of the following parameters must be provided"),
     (["{tiny}", "-ps", "layers=10", "-pf", "x.py"], r"^ERROR\. Exactly one"),
-    (["{tiny}", "-pf", "no_such_params.py"], r"^ERROR\. Cannot read parameter file no_such_params\.py"),
+    (["{tiny}", "-pf", "no_such_params.py"], r"^ERROR\. Parameter file not found: no_such_params\.py"),
     (["{garbage}", "-l"], r"^ERROR\. .*garbage\.npz is not a readable GRU4Rec model file"),
     (["{foreign}", "-l"], r"^ERROR\. .*foreign\.npz is not a GRU4Rec model file"),
     (["{model}", "-l", "-t", "{unknown}"], r"^ERROR\. none of the test items occurs in the training data"),

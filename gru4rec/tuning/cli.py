@@ -35,8 +35,9 @@ Input that would make every trial fail, or the end of the study, is refused befo
 trial with one line on stderr and status 1: a parameter name GRU4Rec does not know, a range
 end or option outside a parameter's valid values (checked with the -fp parameters, as run.py
 checks them; skipped when -g or --run-script point elsewhere), an unsupported storage URL, a
-missing database driver, a sqlite/journal file in a missing directory, --plot without
-matplotlib.
+missing database driver, a sqlite/journal file in a missing or unwritable directory, a
+data file or -opf that is missing, a directory or unreadable, --plot without matplotlib or
+into a file or unwritable directory.
 """
 import sys
 from pathlib import Path
@@ -131,12 +132,24 @@ def refuse_before_trials(args, space):
         raise ValueError(f"--valid-every must be >= 1, got {args.valid_every}")
     if args.history is None and args.keep_seen:
         raise ValueError("--keep-seen needs --history (it only changes the sequence-aware evaluation)")
+    _check_readable_files(args)
     if checks_gru4rec_params(args):
         check_space(space, args.fixed_parameters, args.optuna_parameter_file)
     if args.storage is not None:
         check_storage(args.storage)
     if args.plot is not None:
         check_plot_dir(args.plot)
+
+
+def _check_readable_files(args):
+    """ValueError for a data file, history file or run script that is a directory or unreadable."""
+    from ..data import check_readable
+    for label, path in (("training data", args.path), ("validation data", args.test_path),
+                        ("run script", args.run_script), *(("history", h) for h in args.history or [])):
+        if path is not None and Path(path).is_dir():
+            raise ValueError(f"The {label} {path} is a directory, not a file")
+        if path is not None:
+            check_readable(path)  # permissions
 
 
 def main(argv=None):

@@ -56,9 +56,11 @@ def check_plot_dir(path):
     except ImportError:
         raise ValueError("--plot needs matplotlib, which is not installed: pip install matplotlib "
                          "(or pip install -e \".[plot]\"), or leave out --plot") from None
+    from ..data import check_output_dir
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--plot {path}: not a directory")
+    check_output_dir(path, "--plot folder")
 
 
 def save_plots(study, outdir):

@@ -119,7 +119,12 @@ def load_space(path):
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise SpaceError(f"Cannot read parameter space file {path}: {e.strerror}") from None
+        if isinstance(e, FileNotFoundError):
+            raise SpaceError(f"Parameter space file not found: {path}") from None
+        why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
+        raise SpaceError(f"Cannot read parameter space file {path}: {why}") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"Cannot read parameter space file {path}: it is not UTF-8 text") from None
     space, seen = [], set()
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -2,6 +2,7 @@
 MySQL) that several workers share. URLs are checked before the first trial; passwords never
 appear in messages."""
 import importlib.util
+import os
 import random
 import re
 import time
@@ -81,6 +82,8 @@ def check_storage(url):
             raise ValueError(f"Cannot open the storage {mask_url(url)}: the directory {parent} does not exist")
         if Path(path).is_dir():
             raise ValueError(f"Cannot open the storage {mask_url(url)}: {path} is a directory")
+        if not os.access(parent, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise ValueError(f"Cannot open the storage {mask_url(url)}: the directory {parent} is not writable")
     if scheme in DRIVERS:
         modules, hint = DRIVERS[scheme]
         if all(importlib.util.find_spec(m) is None for m in modules):
