@@ -49,7 +49,8 @@ class Params(Mapping):
     embedding: int | str = 0
     """Width of a separate input embedding; 0: none, 'layersize': layers[0] (resolved when set)."""
     n_sample: int = 2048
-    """Popularity-sampled negatives shared by a minibatch, besides the in-batch ones."""
+    """Popularity-sampled negatives shared by a minibatch, besides the in-batch ones; 0: in-batch
+    negatives only (the epoch then ends when fewer than 2 sessions are left, as in the original)."""
     sample_alpha: float = 0.75
     """Sampling exponent: negatives are drawn with probability ~ support ** sample_alpha."""
     smoothing: float = 0.0
@@ -373,3 +374,35 @@ def format_set_lines(given, converted):
         lines.append("SET   {}{}TO   {}{}(type: {})".format(
             k, " " * (maxk - len(k) + 3), c, " " * max(maxv - len(str(c)) + 3, 0), type(c)))
     return lines
+
+
+def field_docs():
+    """{name: (type, docstring)} of Params' fields, in order, read from this module's source:
+    a field's docstring is the string literal that follows its annotated assignment."""
+    import inspect
+    tree = ast.parse(inspect.getsource(Params))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            doc = ""
+            if (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                doc = " ".join(nxt.value.value.split())
+            docs[node.target.id] = (ast.unparse(node.annotation), doc)
+    return docs
+
+
+def markdown_table():
+    """The parameter table of docs/python.md: name, default, type and meaning of every field of
+    Params (docs/make_param_table.py writes it there; tests/test_docs.py checks it)."""
+    def cell(text):
+        return text.replace("|", "\\|")
+    rows = ["| parameter | default | type | meaning |", "|---|---|---|---|"]
+    for name, (annotation, doc) in field_docs().items():
+        rows.append(f"| `{name}` | `{cell(repr(DEFAULTS[name]))}` | `{cell(annotation)}` | {cell(doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
