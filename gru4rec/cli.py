@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from . import messages
 from .backend import PRECISIONS
 from .cli_args import (PRIMARY_METRICS, Parser, add_evaluation_options, add_model_options,
                        add_selection_options, add_sequence_options, run_as_command)
@@ -289,6 +290,7 @@ def main(argv=None):
     """Runs the command line; returns the exit status. Input problems (ValueError, including
     data.DataError, and OSError) become one line on stderr and status 1."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    messages.to_stdout()  # the library's lines (SET, epochs, ...) among the command's own, as the original printed them
     try:
         return run(args)
     except (ValueError, OSError) as e:

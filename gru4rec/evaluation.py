@@ -11,6 +11,7 @@ Result-neutral deviations from the original: sessions are handed to slots longes
 (each session starts from a zero state, so the metrics do not depend on the order; this
 packing leaves fewer idle slots), and a test set with fewer sessions than `batch_size` works.
 """
+import logging
 import sys
 import weakref
 from typing import NamedTuple
@@ -24,6 +25,8 @@ from .backend import mode_for
 from .data import DataError, check_frame, session_parallel_schedule
 from .losses import activation
 from .params import TIE_MODES as MODES
+
+log = logging.getLogger(__name__)
 _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator}
 
 
@@ -372,7 +375,7 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     p = model.params
     keys = (session_key or p.session_key, item_key or p.item_key, time_key or p.time_key)
     c = ",".join(map(str, cut_off))
-    print(f"Measuring Recall@{c} and MRR@{c}")
+    log.info("Measuring Recall@%s and MRR@%s", c, c)
     candidates = None
     if items is not None:
         candidates = model.itemidmap.index.get_indexer(pd.Index(items))

@@ -1,5 +1,6 @@
 """The public `GRU4Rec` class: parameters, training (spec 3, through gru4rec.training), save
 and load."""
+import logging
 import sys
 import time
 from collections import OrderedDict
@@ -15,6 +16,8 @@ from .data import check_batch_size, prepare
 from .model import Network
 from .sampling import SampleStore
 from .training import Trainer, whole_windows
+
+log = logging.getLogger(__name__)
 
 
 class GRU4Rec:
@@ -55,13 +58,13 @@ class GRU4Rec:
         self.params = P.updated(self.params, converted)
         if verbose:
             for line in P.format_set_lines(pairs, converted):
-                print(line)
+                log.info(line)
             if dict(converted).get("embedding") == "layersize":
                 resolved = [("embedding", self.params.embedding)]
-                print(P.format_set_lines(resolved, resolved)[0])
+                log.info(P.format_set_lines(resolved, resolved)[0])
 
     def set_params(self, **kvargs):
-        """Sets parameters from typed values or strings (spec 9.2), printing the SET lines."""
+        """Sets parameters from typed values or strings (spec 9.2), logging the SET lines (INFO)."""
         self._apply(list(kvargs.items()), verbose=True)
         return self
 
@@ -86,10 +89,10 @@ class GRU4Rec:
             time_key=None, progress=None, callback=None, show_progress=None):
         """Trains on a DataFrame of events (session id, item id, time) as spec 3 describes.
 
-        Prints the sort message, the sample store line and one line per epoch, and keeps each
-        epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
-        `self.history`; `callback(record)` is called after every epoch. On a NaN it prints
-        the NaN line, sets `error_during_train` and stops (the aborted epoch has no record).
+        Logs (gru4rec.messages) the sort message, the sample store line and one line per epoch
+        at INFO, and keeps each epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
+        `self.history`; `callback(record)` is called after every epoch. On a NaN it logs
+        the NaN line (WARNING), sets `error_during_train` and stops (the aborted epoch has no record).
         `show_progress` (or its older name `progress`; default: when stdout is a terminal)
         shows a progress bar per epoch."""
         td = self._training_data(data, session_key, item_key, time_key)
@@ -101,10 +104,10 @@ class GRU4Rec:
         self.history = []
         for record in trainer.epochs(td, sampler, p.n_epochs, order_rng, show_progress):
             if record is None:
-                print(f"Epoch{len(self.history) + 1}: NaN error!")
+                log.warning("Epoch%d: NaN error!", len(self.history) + 1)
                 self.error_during_train = True
                 break
-            print(record.line())
+            log.info(record.line())
             self.history.append(record)
             if callback is not None:
                 callback(record)
@@ -123,7 +126,7 @@ class GRU4Rec:
 
     def _trainer(self, td, sample_store, store_type):
         """A fresh network and its compiled Trainer, and the sample store (None without
-        samples); prints the sample store line."""
+        samples); logs the sample store line."""
         p = self.params
         n_items = len(td.itemids)
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
@@ -139,8 +142,8 @@ class GRU4Rec:
         self.compile_seconds = time.time() - t0
         if sampler:
             trainer.store.set_value(sampler.block)
-            print(f"Created sample store with {sampler.n_rows} batches of samples "
-                  f"(type={'CPU' if store_type == 'cpu' else 'GPU'})")
+            log.info("Created sample store with %d batches of samples (type=%s)", sampler.n_rows,
+                     "CPU" if store_type == "cpu" else "GPU")
         return trainer, sampler
 
     # save / load -----------------------------------------------------------------------------

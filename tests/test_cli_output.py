@@ -1,8 +1,10 @@
-"""run.py's exact output, pinned by a golden file: train and save (-s), evaluate (-t -m 1 5 20
+"""Where messages go. run.py's exact output, pinned by a golden file: train and save (-s), evaluate (-t -m 1 5 20
 -e conservative), then load (-l) and evaluate again. Scripts parse these lines, so the way
 the library reports (logging, not print) must not change a byte of them; only timings, speeds
 and floating-point values (which differ between CPUs) and the temporary folder are masked.
-The numbers the command prints must be the ones the Python API returns for the saved model."""
+The numbers the command prints must be the ones the Python API returns for the saved model.
+In a program, the library prints nothing unless asked (gru4rec.messages)."""
+import logging
 import os
 import re
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gru4rec import GRU4Rec
+from gru4rec import GRU4Rec, messages
 from gru4rec.synthetic import generate
 
 from .conftest import ROOT
@@ -74,3 +76,32 @@ def test_printed_numbers_are_the_python_api_results(runs):
     expected = [f"Recall@{c}: {res.recall[c]:.6f} MRR@{c}: {res.mrr[c]:.6f}" for c in CUTS]
     for _, r in results:
         assert r.stdout.splitlines()[-len(CUTS):] == expected
+
+
+@pytest.fixture
+def restore_logger():
+    """The gru4rec logger as a fresh process has it, before and after the test."""
+    logger = logging.getLogger("gru4rec")
+    saved = logger.handlers[:], logger.level
+    logger.handlers[:], logger.level = [], logging.NOTSET
+    yield logger
+    logger.handlers[:], logger.level = saved
+
+
+def test_library_prints_only_when_asked(capsys, restore_logger):
+    train, test = generate(n_sessions=300, n_items=100, n_days=5, seed=7)
+    model = GRU4Rec(layers=[8], n_epochs=1, batch_size=16, n_sample=16)
+
+    def out_of(call):
+        call()
+        return capsys.readouterr().out
+
+    fit_and_evaluate = lambda: model.fit(train, show_progress=False).evaluate(test, progress=False)
+    assert out_of(fit_and_evaluate) == ""  # default: INFO is not shown
+    messages.to_stdout()
+    shown = out_of(fit_and_evaluate).splitlines()
+    assert shown[0] == "The dataframe is already sorted by SessionId, Time"
+    assert shown[1].startswith("Created sample store with ") and shown[2].startswith("Epoch1 --> loss: ")
+    assert shown[3:] == ["Measuring Recall@20 and MRR@20"]
+    restore_logger.setLevel(logging.WARNING)
+    assert out_of(fit_and_evaluate) == ""
