@@ -6,6 +6,7 @@ original does: lists split on '/', booleans accept True/False/1/0. Every problem
 ValueError that names the parameter.
 """
 import ast
+import inspect
 import re
 import warnings
 from collections import OrderedDict
@@ -117,6 +118,18 @@ class Params(Mapping):
 
 # The defaults; converting a string value follows the type of the parameter's default.
 DEFAULTS = Params()
+
+
+def field_docs():
+    """(name, default, meaning) of every parameter in order, the meaning being the first
+    sentence of its attribute docstring in `Params` (Python keeps those only in the source):
+    for help(GRU4Rec) and the documentation, so the meanings are written once."""
+    body = ast.parse(inspect.getsource(Params)).body[0].body
+    for node, doc in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(doc, ast.Expr):
+            name = node.target.id
+            text = " ".join(doc.value.value.split())
+            yield name, DEFAULTS[name], text.split(". ")[0].rstrip(".") + "."
 
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")

@@ -2,8 +2,10 @@
 and load."""
 import logging
 import sys
+import textwrap
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -24,19 +26,39 @@ class GRU4Rec:
     """Session-based recommender with a GRU (Hidasi et al. 2016, 2018).
 
     GRU4Rec(loss='cross-entropy', final_act='softmax', layers=[100], ...) takes every
-    hyperparameter of the original (each documented in `gru4rec.params.Params`, the type of
-    `model.params`); `device` ('cpu', 'gpu',
-    'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
-    `steps_per_call` how many minibatches one compiled call trains (rounded up to a multiple
-    of the parameter `bptt`); `fused_ops` (default on)
-    trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer;
-    `precision` ('float32', the default, or 'tf32') is the matrix-product precision of the
-    JAX backend on a GPU for training, evaluation and prediction (the original multiplies in
-    full float32; TF32 is faster on A100/H100 GPUs but rounds every product's inputs).
+    hyperparameter of the original as a keyword (listed below, each documented in
+    `gru4rec.params.Params`, the type of `model.params`, where they are read:
+    `model.params.layers`); values may also be strings, as in a parameter string. `device`
+    ('cpu', 'gpu', 'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph
+    runs, and `steps_per_call` how many minibatches one compiled call trains (rounded up to a
+    multiple of the parameter `bptt`); `fused_ops` (default on) trains with the fused Ops of
+    `gru4rec.ops` where they cover the loss and optimizer; `precision` ('float32', the
+    default, or 'tf32') is the matrix-product precision of the JAX backend on a GPU for
+    training, evaluation and prediction (the original multiplies in full float32; TF32 is
+    faster on A100/H100 GPUs but rounds every product's inputs).
+
+    The library reports progress (SET lines, epochs, ...) through logging, not print: see
+    `gru4rec.messages` to show or silence it.
     """
 
-    def __init__(self, device="cpu", backend="jax", steps_per_call=32, fused_ops=True,
-                 precision="float32", **params):
+    # Every field of gru4rec.params.Params in its order, with its default (tests/test_params.py
+    # keeps the two in sync); lists are tuples here so that no call can change a default.
+    def __init__(self, *, loss: str = "bpr-max", final_act: str = "linear", hidden_act: str = "tanh",
+                 layers: Sequence[int] | str = (100,), n_epochs: int = 10, batch_size: int = 32,
+                 dropout_p_hidden: float = 0.0, dropout_p_embed: float = 0.0, learning_rate: float = 0.1,
+                 momentum: float = 0.0, lmbd: float = 0.0, embedding: int | str = 0, n_sample: int = 2048,
+                 sample_alpha: float = 0.75, smoothing: float = 0.0, constrained_embedding: bool = False,
+                 adapt: str | None = "adagrad", adapt_params: Sequence[float] | str = (),
+                 grad_cap: float = 0.0, bpreg: float = 1.0, logq: float = 0.0, sigma: float = 0.0,
+                 init_as_normal: bool = False, train_random_order: bool = False, time_sort: bool = True,
+                 session_key: str = "SessionId", item_key: str = "ItemId", time_key: str = "Time",
+                 elu_param: float | None = None, seed: int = 42, sparse_updates: str = "per-occurrence",
+                 bptt: int = 1,
+                 device: str = "cpu", backend: str = "jax", steps_per_call: int = 32, fused_ops: bool = True,
+                 precision: str = "float32"):
+        given = locals()
+        self.params = P.DEFAULTS
+        self._apply([(name, given[name]) for name in P.DEFAULTS], verbose=False)
         self.device = device
         self.backend = backend
         self.precision = precision
@@ -44,13 +66,10 @@ class GRU4Rec:
         self.steps_per_call = int(steps_per_call)
         if self.steps_per_call < 1:
             raise ValueError("steps_per_call must be >= 1")
-        self.params = P.DEFAULTS
         self.net = None
         self.itemidmap = None
         self.error_during_train = False
         self.history = []  # an EpochRecord per epoch of the last fit
-        if params:
-            self._apply([(k, v) for k, v in params.items()], verbose=False)
 
     # parameters ------------------------------------------------------------------------------
     def _apply(self, pairs, verbose):
@@ -190,13 +209,13 @@ class GRU4Rec:
         return live(self).drop(session_ids)
 
 
-def _read_only(name):
-    return property(lambda self: getattr(self.params, name),
-                    doc=f"The parameter {name} (read-only: see gru4rec.params.Params; change it with set_params).")
+def _parameters_section():
+    """The help text's list of the parameters, from their documentation in gru4rec.params."""
+    lines = ["", "    Parameters (keyword arguments; default, meaning):", ""]
+    for name, default, meaning in P.field_docs():
+        lines.append(textwrap.fill(f"{name}={default!r}: {meaning}", 92, initial_indent="    ",
+                                   subsequent_indent="        "))
+    return "\n".join(lines) + "\n"
 
 
-# The original's model object has its parameters as attributes (gru.layers, gru.loss, ...);
-# here they are read-only views of `params`.
-for _name in P.Params.__dataclass_fields__:
-    setattr(GRU4Rec, _name, _read_only(_name))
-
+GRU4Rec.__doc__ += _parameters_section()
