@@ -22,11 +22,15 @@ def test_ndcg_formula():
     assert m.n == 5 and m.ranks is None
 
 
-def test_metrics_keeps_its_positional_fields():
+def test_metrics_is_read_by_name():
     m = metrics_from_ranks([1.0, 2.0], [1], return_ranks=True)
-    recall, mrr, n, ranks, ndcg = m
-    assert (recall, mrr, n) == ({1: 0.5}, {1: 0.5}, 2) and list(ranks) == [1, 2] and ndcg == {1: 0.5}
-    assert Metrics({1: 1.0}, {1: 1.0}, 1).ndcg is None
+    assert (m.recall, m.mrr, m.ndcg, m.n) == ({1: 0.5}, {1: 0.5}, {1: 0.5}, 2) and list(m.ranks) == [1, 2]
+    with pytest.raises(TypeError):  # no positional construction, no unpacking
+        Metrics({1: 1.0}, {1: 1.0}, {1: 1.0}, 1)
+    with pytest.raises(TypeError):
+        recall, mrr, ndcg, n, ranks = m
+    with pytest.raises(AttributeError):  # frozen
+        m.n = 3
 
 
 @pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
