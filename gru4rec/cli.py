@@ -47,7 +47,8 @@ def parse_args(argv):
     p.add_argument("-ss", "--sample_store_size", metavar="SS", type=int, default=10000000,
                    help="size of the negative sample store in item ids (default: 10000000)")
     p.add_argument("--sample_store_on_cpu", action="store_true",
-                   help="legacy flag of the original; only changes the printed store type here")
+                   help="accepted for compatibility with the original (and passed on to a -g model); "
+                        "no effect here: the store lives on the -d device")
     add_model_options(p)
     p.add_argument("--precision", type=str, default="float32", choices=list(PRECISIONS),
                    help="matrix-product precision on a GPU (default: float32, as the original; "

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import params as P
 from . import serialization
-from .backend import mode_for
+from .backend import mode_for, parse_device
 from .data import check_batch_size, prepare
 from .model import Network
 from .sampling import SampleStore
@@ -70,6 +70,7 @@ class GRU4Rec:
         self.itemidmap = None
         self.error_during_train = False
         self.history = []  # an EpochRecord per epoch of the last fit
+        self.compile_seconds = None  # how long the last fit compiled its training step
 
     # parameters ------------------------------------------------------------------------------
     def _apply(self, pairs, verbose):
@@ -105,21 +106,23 @@ class GRU4Rec:
 
     # training --------------------------------------------------------------------------------
     def fit(self, data, sample_store=10000000, store_type="gpu", session_key=None, item_key=None,
-            time_key=None, progress=None, callback=None, show_progress=None):
+            time_key=None, callback=None, show_progress=None):
         """Trains on a DataFrame of events (session id, item id, time) as spec 3 describes.
 
         Logs (gru4rec.messages) the sort message, the sample store line and one line per epoch
         at INFO, and keeps each epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
         `self.history`; `callback(record)` is called after every epoch. On a NaN it logs
         the NaN line (WARNING), sets `error_during_train` and stops (the aborted epoch has no record).
-        `show_progress` (or its older name `progress`; default: when stdout is a terminal)
-        shows a progress bar per epoch."""
+        `show_progress` (default: when stdout is a terminal) shows a progress bar per epoch.
+        `sample_store` is the size of the negative sample store in item ids (spec 5.2);
+        `store_type` ('gpu' or 'cpu') is accepted for compatibility with the original and has
+        no effect: the store lives on the model's device, which the sample store line reports."""
         td = self._training_data(data, session_key, item_key, time_key)
-        trainer, sampler = self._trainer(td, sample_store, store_type)
+        trainer, sampler = self._trainer(td, sample_store)
         p = self.params
         order_rng = np.random.RandomState(p.seed) if p.train_random_order else None
         if show_progress is None:
-            show_progress = sys.stdout.isatty() if progress is None else progress
+            show_progress = sys.stdout.isatty()
         self.history = []
         for record in trainer.epochs(td, sampler, p.n_epochs, order_rng, show_progress):
             if record is None:
@@ -143,7 +146,7 @@ class GRU4Rec:
         check_batch_size(len(td.base_order), p.batch_size)
         return td
 
-    def _trainer(self, td, sample_store, store_type):
+    def _trainer(self, td, sample_store):
         """A fresh network and its compiled Trainer, and the sample store (None without
         samples); logs the sample store line."""
         p = self.params
@@ -162,7 +165,7 @@ class GRU4Rec:
         if sampler:
             trainer.store.set_value(sampler.block)
             log.info("Created sample store with %d batches of samples (type=%s)", sampler.n_rows,
-                     "CPU" if store_type == "cpu" else "GPU")
+                     parse_device(self.device)[0].upper())
         return trainer, sampler
 
     # save / load -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def small_model(kind="softmax"):
     train, _ = events()
     model = GRU4Rec(**SMALL, **KINDS[kind])
     with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(train.copy(), progress=False)
+        model.fit(train.copy(), show_progress=False)
     return model
 
 

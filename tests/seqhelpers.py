@@ -53,7 +53,7 @@ def small_model(kind="softmax", layers=(16,)):
     model = GRU4Rec(layers=list(layers), batch_size=16, n_epochs=3, n_sample=16, learning_rate=0.1,
                     momentum=0.1, constrained_embedding=True, **KINDS[kind])
     with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(parts()["train"].copy(), progress=False)
+        model.fit(parts()["train"].copy(), show_progress=False)
     return model
 
 

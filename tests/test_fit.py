@@ -36,7 +36,7 @@ def test_rsc15_params_loss_falls(train_full, caplog):
     caplog.set_level(logging.INFO, logger="gru4rec")
     model.fit(train_full)
     out = "\n".join(caplog.messages)
-    assert "Created sample store with 4882 batches of samples (type=GPU)" in out
+    assert "Created sample store with 4882 batches of samples (type=CPU)" in out
     epochs = [EPOCH.match(l) for l in out.splitlines() if l.startswith("Epoch")]
     assert len(epochs) == 3 and all(epochs)
     losses = [float(m.group(2)) for m in epochs]
