@@ -15,7 +15,7 @@ CUTS = [1, 5, 10, 20]
 
 
 def run_eval(model, test, **kw):
-    return H.quiet(evaluate, model, test, **kw)
+    return evaluate(model, test, **kw)
 
 
 @pytest.fixture(scope="module")
