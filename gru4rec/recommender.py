@@ -53,7 +53,7 @@ class GRU4Rec:
                  init_as_normal: bool = False, train_random_order: bool = False, time_sort: bool = True,
                  session_key: str = "SessionId", item_key: str = "ItemId", time_key: str = "Time",
                  elu_param: float | None = None, seed: int = 42, sparse_updates: str = "per-occurrence",
-                 bptt: int = 1,
+                 bptt: int = 1, negatives: str = "sampled",
                  device: str = "cpu", backend: str = "jax", steps_per_call: int = 32, fused_ops: bool = True,
                  precision: str = "float32"):
         given = locals()

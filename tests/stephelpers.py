@@ -2,11 +2,13 @@
 sets, random weights, the float64 reference's view of them (tests/reference.py), and one
 training step built with gru4rec.training.train_window."""
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 
 from gru4rec import ops, training
 from gru4rec import params as P
-from gru4rec.model import init_weights
+from gru4rec.backend import mode_for
+from gru4rec.model import Network, init_weights
 
 from . import reference as ref
 
@@ -90,3 +92,23 @@ def with_fused(cases):
 
 def case_id(v):
     return "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}"
+
+
+def compiled_step(p, W, pop, fused=True):
+    """Compiles one training step with explicit inputs (one item per entry of `pop`); returns
+    the net, the function, and the names of the gradients, weights and optimizer states."""
+    net = Network(p, len(pop), weights=W, pop=pop, fused=fused)
+    B = p["batch_size"]
+    x = pt.tensor("x", dtype="int32", shape=(B,))
+    y = pt.tensor("y", dtype="int32", shape=(B,))
+    samples = pt.tensor("s", dtype="int32", shape=(p["n_sample"],)) if p["n_sample"] else None
+    H = [pt.tensor(f"h{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
+    emb = pt.matrix("emb", shape=(B, None))
+    hid = [pt.tensor(f"m{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
+    ones = pt.ones((B,), "float32")
+    logpop = pt.constant(np.r_[np.log(pop), 0].astype(np.float32))
+    new, cost, g = one_step(net, training.optimizer_state(net), H, x, y, ones, samples, emb, hid, logpop)
+    inputs = [x, y] + ([samples] if samples is not None else []) + H + [emb] + hid
+    outs = [cost] + list(g.values()) + list(new.W.values()) + list(new.S.values()) + new.H
+    f = pytensor.function(inputs, outs, mode=mode_for("jax"), on_unused_input="ignore")
+    return net, f, list(g), list(new.W), list(new.S)

@@ -8,38 +8,16 @@ A multi-step test runs the scan of the compiled `Trainer` call over the worked e
 from dataclasses import replace
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 import pytest
 
-from gru4rec import training
 from gru4rec.backend import mode_for
 from gru4rec.model import Network, sparse_names
 from gru4rec.training import Trainer
 
 from . import reference as ref
-from .stephelpers import case_id, expanded, make_params, one_step, random_weights, ref_cfg, to_ref, with_fused
+from .stephelpers import case_id, compiled_step, expanded, make_params, random_weights, ref_cfg, to_ref, with_fused
 
 N = 9
-
-
-def compiled_step(p, W, pop, fused=True):
-    """Compiles one training step with explicit inputs; returns the net and function."""
-    net = Network(p, N, weights=W, pop=pop, fused=fused)
-    B = p["batch_size"]
-    x = pt.tensor("x", dtype="int32", shape=(B,))
-    y = pt.tensor("y", dtype="int32", shape=(B,))
-    samples = pt.tensor("s", dtype="int32", shape=(p["n_sample"],)) if p["n_sample"] else None
-    H = [pt.tensor(f"h{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
-    emb = pt.matrix("emb", shape=(B, None))
-    hid = [pt.tensor(f"m{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
-    ones = pt.ones((B,), "float32")
-    logpop = pt.constant(np.r_[np.log(pop), 0].astype(np.float32))
-    new, cost, g = one_step(net, training.optimizer_state(net), H, x, y, ones, samples, emb, hid, logpop)
-    inputs = [x, y] + ([samples] if samples is not None else []) + H + [emb] + hid
-    outs = [cost] + list(g.values()) + list(new.W.values()) + list(new.S.values()) + new.H
-    f = pytensor.function(inputs, outs, mode=mode_for("jax"), on_unused_input="ignore")
-    return net, f, list(g), list(new.W), list(new.S)
 
 
 CASES = [
