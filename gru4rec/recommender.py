@@ -110,10 +110,11 @@ class GRU4Rec:
         """Trains on a DataFrame of events (session id, item id, time) as spec 3 describes.
 
         Logs (gru4rec.messages) the sort message, the sample store line and one line per epoch
-        at INFO, and keeps each epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
-        `self.history`; `callback(record)` is called after every epoch. On a NaN it logs
-        the NaN line (WARNING), sets `error_during_train` and stops (the aborted epoch has no record).
-        `show_progress` (default: when stdout is a terminal) shows a progress bar per epoch.
+        at INFO, and keeps each epoch's `gru4rec.training.EpochRecord` (loss, seconds,
+        mb_per_s, events_per_s) in `self.history`; `callback(record)` is called after every
+        epoch. On a NaN it logs the NaN line (WARNING), sets `error_during_train` and stops
+        (the aborted epoch has no record). `show_progress` (default: when stdout is a terminal)
+        shows a progress bar per epoch.
         `sample_store` is the size of the negative sample store in item ids (spec 5.2);
         `store_type` ('gpu' or 'cpu') is accepted for compatibility with the original and has
         no effect: the store lives on the model's device, which the sample store line reports."""

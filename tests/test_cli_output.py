@@ -1,5 +1,5 @@
-"""Where messages go. run.py's exact output, pinned by a golden file: train and save (-s), evaluate (-t -m 1 5 20
--e conservative), then load (-l) and evaluate again. Scripts parse these lines, so the way
+"""Where messages go. run.py's exact output, pinned by a golden file: train and save (-s),
+evaluate (-t -m 1 5 20 -e conservative), then load (-l) and evaluate again. Scripts parse these lines, so the way
 the library reports (logging, not print) must not change a byte of them; only timings, speeds
 and floating-point values (which differ between CPUs) and the temporary folder are masked.
 The numbers the command prints must be the ones the Python API returns for the saved model.
@@ -101,7 +101,8 @@ def test_library_prints_only_when_asked(capsys, restore_logger):
     messages.to_stdout()
     shown = out_of(fit_and_evaluate).splitlines()
     assert shown[0] == "The dataframe is already sorted by SessionId, Time"
-    # store_type is 'gpu' by default, but the store lives on the model's device (spec 5.2: 10000000 // 16 rows)
+    # store_type is 'gpu' by default, but the store lives on the model's device
+    # (spec 5.2: 10000000 // 16 rows)
     assert shown[1] == "Created sample store with 625000 batches of samples (type=CPU)"
     assert shown[2].startswith("Epoch1 --> loss: ")
     assert shown[3:] == ["Measuring Recall@20 and MRR@20"]
