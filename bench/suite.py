@@ -12,8 +12,6 @@ batch size.
     python bench/suite.py [--steps 320] [--device cpu] [--only best,grid]
 """
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
@@ -101,8 +99,7 @@ def run_config(name, overrides, events, args, peaks):
     from gru4rec import GRU4Rec
     model = GRU4Rec(backend=args.backend, device=args.device, steps_per_call=args.steps_per_call,
                     constrained_embedding=True, n_sample=2048, n_epochs=1, **overrides)
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(head_sessions(events, args.steps * model.batch_size), show_progress=False)
+    model.fit(head_sessions(events, args.steps * model.params.batch_size), show_progress=False)
     epoch = model.history[0]
     gflop, mb = floor(model.params, len(model.itemidmap))
     floor_s = max(gflop / peaks[0], mb / 1e3 / peaks[1])

@@ -27,17 +27,13 @@ RETAILROCKET = ("loss=bpr-max,constrained_embedding=True,embedding=0,final_act=e
 def child(args):
     """Runs one training in this process and prints one JSON line with the figures."""
     sys.path.insert(0, str(ROOT))
-    import contextlib
-    import io
     from gru4rec import GRU4Rec
     from gru4rec.data import load
     df = load(args.data)
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = GRU4Rec.from_param_string(args.params, backend=args.backend, device=args.device,
-                                          steps_per_call=args.steps_per_call)
+    model = GRU4Rec.from_param_string(args.params, backend=args.backend, device=args.device,
+                                      steps_per_call=args.steps_per_call)
     t0 = time.time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(df, show_progress=False)
+    model.fit(df, show_progress=False)
     total = time.time() - t0
     epoch = model.history[0]
     print(json.dumps({"epoch_seconds": epoch.seconds, "mb_per_s": epoch.mb_per_s,

@@ -11,8 +11,6 @@ original README's (spec 16.2) with the relative difference; writes the table as 
 `<prefix>test.tsv`) or plain `train_full.tsv[.gz]` / `test.tsv[.gz]`.
 """
 import argparse
-import contextlib
-import io
 import platform
 import sys
 import time
@@ -72,9 +70,10 @@ def main():
     ap.add_argument("--out", type=Path, help="Markdown output (default: results_<dataset>.md in the cwd)")
     args = ap.parse_args()
 
-    from gru4rec import GRU4Rec
+    from gru4rec import GRU4Rec, messages
     from gru4rec.data import DataError, load
     from gru4rec.evaluation import evaluate
+    messages.to_stdout()  # the SET and epoch lines while it trains, as the original prints them
     try:
         train_path, test_path = find_split(args.data, args.dataset, "train_full"), find_split(args.data, args.dataset, "test")
         model = GRU4Rec.from_param_file(ROOT / "paramfiles" / PARAMFILES[args.dataset],
@@ -88,8 +87,7 @@ def main():
     model.fit(train)
     train_s = time.time() - t0
     t0 = time.time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        ours = evaluate(model, test, cut_off=CUTOFFS, mode="conservative")
+    ours = evaluate(model, test, cut_off=CUTOFFS, mode="conservative")
     eval_s = time.time() - t0
     md = table(args.dataset, ours)
     header = (f"## {args.dataset}: ours vs. published (conservative ties, {ours.n} test events)\n\n"

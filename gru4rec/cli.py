@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from . import messages
 from .backend import PRECISIONS
 from .cli_args import (PRIMARY_METRICS, Parser, add_evaluation_options, add_model_options,
                        add_selection_options, add_sequence_options, run_as_command)
@@ -46,7 +47,8 @@ def parse_args(argv):
     p.add_argument("-ss", "--sample_store_size", metavar="SS", type=int, default=10000000,
                    help="size of the negative sample store in item ids (default: 10000000)")
     p.add_argument("--sample_store_on_cpu", action="store_true",
-                   help="legacy flag of the original; only changes the printed store type here")
+                   help="accepted for compatibility with the original (and passed on to a -g model); "
+                        "no effect here: the store lives on the -d device")
     add_model_options(p)
     p.add_argument("--precision", type=str, default="float32", choices=list(PRECISIONS),
                    help="matrix-product precision on a GPU (default: float32, as the original; "
@@ -298,6 +300,7 @@ def main(argv=None):
     """Runs the command line; returns the exit status. Input problems (ValueError, including
     data.DataError, and OSError) become one line on stderr and status 1."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    messages.to_stdout()  # the library's lines (SET, epochs, ...) among the command's own, as the original printed them
     try:
         return run(args)
     except (ValueError, OSError) as e:

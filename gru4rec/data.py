@@ -2,6 +2,7 @@
 minibatch schedule (spec 3.1) as static-shape arrays for the compiled training step."""
 import datetime
 import heapq
+import logging
 import os
 import re
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -291,7 +294,7 @@ def check_frame(df, session_key, item_key, time_key):
 
 
 def sort_if_needed(df, keys):
-    """`df` sorted by keys (a new frame) unless already sorted, printing the messages of spec 2.4.
+    """`df` sorted by keys (a new frame) unless already sorted, logging the messages of spec 2.4.
 
     The original sorts the caller's frame in place; we leave the caller's data untouched."""
     s = df[keys[0]].to_numpy()
@@ -300,12 +303,12 @@ def sort_if_needed(df, keys):
     bad_s = bool(np.any(s[1:] < s[:-1]))
     bad_t = bool(np.any((t[1:] < t[:-1]) & same))
     if not (bad_s or bad_t):
-        print(f"The dataframe is already sorted by {', '.join(keys)}")
+        log.info("The dataframe is already sorted by %s", ", ".join(keys))
         return df
-    print(f"The dataframe is not sorted by {keys[0] if bad_s else keys[1]}, sorting now")
+    log.info("The dataframe is not sorted by %s, sorting now", keys[0] if bad_s else keys[1])
     t0 = time.time()
     df = df.sort_values(keys, kind="mergesort", ignore_index=True)
-    print(f"Data is sorted in {time.time() - t0:.2f}")
+    log.info("Data is sorted in %.2f", time.time() - t0)
     return df
 
 

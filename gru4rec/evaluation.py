@@ -11,9 +11,10 @@ Result-neutral deviations from the original: sessions are handed to slots longes
 (each session starts from a zero state, so the metrics do not depend on the order; this
 packing leaves fewer idle slots), and a test set with fewer sessions than `batch_size` works.
 """
+import logging
 import sys
 import weakref
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import pytensor
@@ -23,18 +24,21 @@ from .backend import mode_for
 from .data import DataError, check_frame, item_ids, session_parallel_schedule
 from .losses import activation
 from .params import TIE_MODES as MODES
+
+log = logging.getLogger(__name__)
 _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled evaluator}
 
 
-class Metrics(NamedTuple):
-    """recall, mrr and ndcg map each cut-off to its value; n is the number of evaluated events;
-    ranks (with return_ranks=True) the rank of every evaluated event, see `evaluate`. ndcg
-    comes last so that positional use of the older fields is unchanged."""
-    recall: dict
-    mrr: dict
+@dataclass(frozen=True, kw_only=True)
+class Metrics:
+    """The result of an evaluation, read by name: recall (= HR), mrr and ndcg map each cut-off
+    to its value; n is the number of evaluated events; ranks (with return_ranks=True, else
+    None) the rank of every evaluated event, see `evaluate`."""
+    recall: dict[int, float]
+    mrr: dict[int, float]
+    ndcg: dict[int, float]
     n: int
-    ranks: np.ndarray = None
-    ndcg: dict = None
+    ranks: np.ndarray | None = None
 
 
 def score_activation(net):
@@ -71,7 +75,7 @@ def metrics_from_ranks(ranks, cut_off, return_ranks=False):
         recall[c] = float(hit.sum() / n)
         mrr[c] = float((hit / ranks).sum() / n)
         ndcg[c] = float((hit / np.log2(ranks + 1)).sum() / n)
-    return Metrics(recall, mrr, n, ranks if return_ranks else None, ndcg)
+    return Metrics(recall=recall, mrr=mrr, ndcg=ndcg, n=n, ranks=ranks if return_ranks else None)
 
 
 def item_indices(model, ids):
@@ -359,8 +363,8 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
 
     Targets are ranked against all training items (or only against `items`, a list of item
     ids: spec 10.1 step 7) by their score after the final activation. `mode` handles ties:
-    standard, conservative, median or tiebreaking. Returns Metrics(recall, mrr, n, ranks,
-    ndcg); ranks (with return_ranks, else None) holds the rank of each evaluated event in
+    standard, conservative, median or tiebreaking. Returns a `Metrics` (recall, mrr, ndcg, n,
+    ranks); ranks (with return_ranks, else None) holds the rank of each evaluated event in
     the order of the kept test events (unknown items dropped) sorted by session, time and
     item, each session's last omitted.
     `steps` events run per compiled call (a scan: fewer calls, buffers reused; see
@@ -371,7 +375,7 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     p = model.params
     keys = (session_key or p.session_key, item_key or p.item_key, time_key or p.time_key)
     c = ",".join(map(str, cut_off))
-    print(f"Measuring Recall@{c} and MRR@{c}")
+    log.info("Measuring Recall@%s and MRR@%s", c, c)
     candidates = None
     if items is not None:
         candidates = model.itemidmap.index.get_indexer(item_ids(items))

@@ -188,11 +188,3 @@ class Network:
     def input_rows(self, W, x):
         return W[{"shared": "Wy", "separate": "E", "none": "Wx0"}[self.mode]][x]
 
-    def predict(self, x, H):
-        """Scores of every item (after the final activation, softmax_logit -> softmax) for the
-        inputs x, and the new hidden states. No dropout, no logQ."""
-        W = self.W
-        out, new_H = self.forward(W, self.input_rows(W, x), H)
-        scores = pt.dot(out, W["Wy"][:-1].T) + W["By"][:-1]
-        act = "softmax" if self.final_act == "softmax_logit" else self.final_act
-        return activation(act)(scores), new_H

@@ -6,6 +6,7 @@ original does: lists split on '/', booleans accept True/False/1/0. Every problem
 ValueError that names the parameter.
 """
 import ast
+import inspect
 import math
 import re
 import warnings
@@ -119,6 +120,7 @@ class Params(Mapping):
 
 # The defaults; converting a string value follows the type of the parameter's default.
 DEFAULTS = Params()
+
 
 LOSSES = ("cross-entropy", "xe_logit", "bpr-max", "top1", "top1-max", "bpr")
 ADAPTS = ("adagrad", "rmsprop", "adadelta", "adam", "sgd")
@@ -377,9 +379,9 @@ def format_set_lines(given, converted):
 
 
 def field_docs():
-    """{name: (type, docstring)} of Params' fields, in order, read from this module's source:
-    a field's docstring is the string literal that follows its annotated assignment."""
-    import inspect
+    """{name: (type, docstring)} of Params' fields, in order, read from this module's source
+    (Python keeps attribute docstrings only there): a field's docstring is the string literal
+    that follows its annotated assignment."""
     tree = ast.parse(inspect.getsource(Params))
     body = tree.body[0].body
     docs = {}
@@ -391,6 +393,13 @@ def field_docs():
                 doc = " ".join(nxt.value.value.split())
             docs[node.target.id] = (ast.unparse(node.annotation), doc)
     return docs
+
+
+def field_meanings():
+    """(name, default, meaning) of every parameter in order, the meaning being the first
+    sentence of its docstring (field_docs): for help(GRU4Rec), so the meanings are written once."""
+    for name, (_, doc) in field_docs().items():
+        yield name, DEFAULTS[name], doc.split(". ")[0].rstrip(".") + "."
 
 
 def markdown_table():

@@ -1,8 +1,11 @@
 """The public `GRU4Rec` class: parameters, training (spec 3, through gru4rec.training), save
 and load."""
+import logging
 import sys
+import textwrap
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -10,30 +13,52 @@ import pandas as pd
 
 from . import params as P
 from . import serialization
-from .backend import mode_for
+from .backend import mode_for, parse_device
 from .data import check_batch_size, prepare
 from .model import Network, check_weights
 from .sampling import SampleStore
 from .training import Trainer, whole_windows
+
+log = logging.getLogger(__name__)
 
 
 class GRU4Rec:
     """Session-based recommender with a GRU (Hidasi et al. 2016, 2018).
 
     GRU4Rec(loss='cross-entropy', final_act='softmax', layers=[100], ...) takes every
-    hyperparameter of the original (each documented in `gru4rec.params.Params`, the type of
-    `model.params`); `device` ('cpu', 'gpu',
-    'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph runs, and
-    `steps_per_call` how many minibatches one compiled call trains (rounded up to a multiple
-    of the parameter `bptt`); `fused_ops` (default on)
-    trains with the fused Ops of `gru4rec.ops` where they cover the loss and optimizer;
-    `precision` ('float32', the default, or 'tf32') is the matrix-product precision of the
-    JAX backend on a GPU for training, evaluation and prediction (the original multiplies in
-    full float32; TF32 is faster on A100/H100 GPUs but rounds every product's inputs).
+    hyperparameter of the original as a keyword (listed below, each documented in
+    `gru4rec.params.Params`, the type of `model.params`, where they are read:
+    `model.params.layers`); values may also be strings, as in a parameter string. `device`
+    ('cpu', 'gpu', 'cuda0') and `backend` ('jax', 'numba', 'c') choose where and how the graph
+    runs, and `steps_per_call` how many minibatches one compiled call trains (rounded up to a
+    multiple of the parameter `bptt`); `fused_ops` (default on) trains with the fused Ops of
+    `gru4rec.ops` where they cover the loss and optimizer; `precision` ('float32', the
+    default, or 'tf32') is the matrix-product precision of the JAX backend on a GPU for
+    training, evaluation and prediction (the original multiplies in full float32; TF32 is
+    faster on A100/H100 GPUs but rounds every product's inputs).
+
+    The library reports progress (SET lines, epochs, ...) through logging, not print: see
+    `gru4rec.messages` to show or silence it.
     """
 
-    def __init__(self, device="cpu", backend="jax", steps_per_call=32, fused_ops=True,
-                 precision="float32", **params):
+    # Every field of gru4rec.params.Params in its order, with its default (tests/test_params.py
+    # keeps the two in sync); lists are tuples here so that no call can change a default.
+    def __init__(self, *, loss: str = "bpr-max", final_act: str = "linear", hidden_act: str = "tanh",
+                 layers: Sequence[int] | str = (100,), n_epochs: int = 10, batch_size: int = 32,
+                 dropout_p_hidden: float = 0.0, dropout_p_embed: float = 0.0, learning_rate: float = 0.1,
+                 momentum: float = 0.0, lmbd: float = 0.0, embedding: int | str = 0, n_sample: int = 2048,
+                 sample_alpha: float = 0.75, smoothing: float = 0.0, constrained_embedding: bool = False,
+                 adapt: str | None = "adagrad", adapt_params: Sequence[float] | str = (),
+                 grad_cap: float = 0.0, bpreg: float = 1.0, logq: float = 0.0, sigma: float = 0.0,
+                 init_as_normal: bool = False, train_random_order: bool = False, time_sort: bool = True,
+                 session_key: str = "SessionId", item_key: str = "ItemId", time_key: str = "Time",
+                 elu_param: float | None = None, seed: int = 42, sparse_updates: str = "per-occurrence",
+                 bptt: int = 1, negatives: str = "sampled",
+                 device: str = "cpu", backend: str = "jax", steps_per_call: int = 32, fused_ops: bool = True,
+                 precision: str = "float32"):
+        given = locals()
+        self.params = P.DEFAULTS
+        self._apply([(name, given[name]) for name in P.DEFAULTS], verbose=False)
         self.device = device
         self.backend = backend
         self.precision = precision
@@ -41,13 +66,11 @@ class GRU4Rec:
         self.steps_per_call = int(steps_per_call)
         if self.steps_per_call < 1:
             raise ValueError("steps_per_call must be >= 1")
-        self.params = P.DEFAULTS
         self.net = None
         self.itemidmap = None
         self.error_during_train = False
         self.history = []  # an EpochRecord per epoch of the last fit
-        if params:
-            self._apply([(k, v) for k, v in params.items()], verbose=False)
+        self.compile_seconds = None  # how long the last fit compiled its training step
 
     # parameters ------------------------------------------------------------------------------
     def _apply(self, pairs, verbose):
@@ -55,13 +78,13 @@ class GRU4Rec:
         self.params = P.updated(self.params, converted)
         if verbose:
             for line in P.format_set_lines(pairs, converted):
-                print(line)
+                log.info(line)
             if dict(converted).get("embedding") == "layersize":
                 resolved = [("embedding", self.params.embedding)]
-                print(P.format_set_lines(resolved, resolved)[0])
+                log.info(P.format_set_lines(resolved, resolved)[0])
 
     def set_params(self, **kvargs):
-        """Sets parameters from typed values or strings (spec 9.2), printing the SET lines."""
+        """Sets parameters from typed values or strings (spec 9.2), logging the SET lines (INFO)."""
         self._apply(list(kvargs.items()), verbose=True)
         return self
 
@@ -83,28 +106,31 @@ class GRU4Rec:
 
     # training --------------------------------------------------------------------------------
     def fit(self, data, sample_store=10000000, store_type="gpu", session_key=None, item_key=None,
-            time_key=None, progress=None, callback=None, show_progress=None):
+            time_key=None, callback=None, show_progress=None):
         """Trains on a DataFrame of events (session id, item id, time) as spec 3 describes.
 
-        Prints the sort message, the sample store line and one line per epoch, and keeps each
-        epoch's `gru4rec.training.EpochRecord` (loss, seconds, mb_per_s, events_per_s) in
-        `self.history`; `callback(record)` is called after every epoch. On a NaN it prints
-        the NaN line, sets `error_during_train` and stops (the aborted epoch has no record).
-        `show_progress` (or its older name `progress`; default: when stdout is a terminal)
-        shows a progress bar per epoch."""
+        Logs (gru4rec.messages) the sort message, the sample store line and one line per epoch
+        at INFO, and keeps each epoch's `gru4rec.training.EpochRecord` (loss, seconds,
+        mb_per_s, events_per_s) in `self.history`; `callback(record)` is called after every
+        epoch. On a NaN it logs the NaN line (WARNING), sets `error_during_train` and stops
+        (the aborted epoch has no record). `show_progress` (default: when stdout is a terminal)
+        shows a progress bar per epoch.
+        `sample_store` is the size of the negative sample store in item ids (spec 5.2);
+        `store_type` ('gpu' or 'cpu') is accepted for compatibility with the original and has
+        no effect: the store lives on the model's device, which the sample store line reports."""
         td = self._training_data(data, session_key, item_key, time_key)
-        trainer, sampler = self._trainer(td, sample_store, store_type)
+        trainer, sampler = self._trainer(td, sample_store)
         p = self.params
         order_rng = np.random.RandomState(p.seed) if p.train_random_order else None
         if show_progress is None:
-            show_progress = sys.stdout.isatty() if progress is None else progress
+            show_progress = sys.stdout.isatty()
         self.history = []
         for record in trainer.epochs(td, sampler, p.n_epochs, order_rng, show_progress):
             if record is None:
-                print(f"Epoch{len(self.history) + 1}: NaN error!")
+                log.warning("Epoch%d: NaN error!", len(self.history) + 1)
                 self.error_during_train = True
                 break
-            print(record.line())
+            log.info(record.line())
             self.history.append(record)
             if callback is not None:
                 callback(record)
@@ -121,9 +147,9 @@ class GRU4Rec:
         check_batch_size(len(td.base_order), p.batch_size)
         return td
 
-    def _trainer(self, td, sample_store, store_type):
+    def _trainer(self, td, sample_store):
         """A fresh network and its compiled Trainer, and the sample store (None without
-        samples); prints the sample store line."""
+        samples); logs the sample store line."""
         p = self.params
         n_items = len(td.itemids)
         self.itemidmap = pd.Series(np.arange(n_items, dtype=np.int32), index=td.itemids, name="ItemIdx")
@@ -139,8 +165,8 @@ class GRU4Rec:
         self.compile_seconds = time.time() - t0
         if sampler:
             trainer.store.set_value(sampler.block)
-            print(f"Created sample store with {sampler.n_rows} batches of samples "
-                  f"(type={'CPU' if store_type == 'cpu' else 'GPU'})")
+            log.info("Created sample store with %d batches of samples (type=%s)", sampler.n_rows,
+                     parse_device(self.device)[0].upper())
         return trainer, sampler
 
     # save / load -----------------------------------------------------------------------------
@@ -188,13 +214,13 @@ class GRU4Rec:
         return live(self).drop(session_ids)
 
 
-def _read_only(name):
-    return property(lambda self: getattr(self.params, name),
-                    doc=f"The parameter {name} (read-only: see gru4rec.params.Params; change it with set_params).")
+def _parameters_section():
+    """The help text's list of the parameters, from their documentation in gru4rec.params."""
+    lines = ["", "    Parameters (keyword arguments; default, meaning):", ""]
+    for name, default, meaning in P.field_meanings():
+        lines.append(textwrap.fill(f"{name}={default!r}: {meaning}", 92, initial_indent="    ",
+                                   subsequent_indent="        "))
+    return "\n".join(lines) + "\n"
 
 
-# The original's model object has its parameters as attributes (gru.layers, gru.loss, ...);
-# here they are read-only views of `params`.
-for _name in P.Params.__dataclass_fields__:
-    setattr(GRU4Rec, _name, _read_only(_name))
-
+GRU4Rec.__doc__ += _parameters_section()

@@ -21,6 +21,7 @@ session evaluation; a user with no known history item is ranked from the zero st
 the model does not know cannot be ranked and counts as a miss (rank inf), so that every user
 counts, as in the papers that rank against the full catalogue.
 """
+import logging
 import weakref
 
 import numpy as np
@@ -33,6 +34,7 @@ from .data import DataError, check_frame
 from .evaluation import (PaddedOutput, check_request, eval_schedule, item_indices, metrics_from_ranks,
                          rank_counts, ranks_from_counts, scores_and_target)
 
+log = logging.getLogger(__name__)
 _CACHE = weakref.WeakKeyDictionary()  # Network -> {settings: compiled function}
 
 
@@ -211,8 +213,8 @@ def evaluate_next_item(model, history, targets, cut_off=(10, 20), exclude_seen=T
     y = item_indices(model, targets[keys[1]])
     unknown = y < 0
     if unknown.any():
-        print(f"{int(unknown.sum())} of {len(y)} targets are items the model does not know; "
-              "they count as misses")
+        log.warning("%d of %d targets are items the model does not know; they count as misses",
+                    int(unknown.sum()), len(y))
     user, item = known_history(model, history, users, *keys)
     states = _states(model, user, item, len(users), batch_size, steps)[-1]
     seen = seen_lists(user, item, len(users)) if exclude_seen else None

@@ -8,8 +8,6 @@ equations (spec 4.3) and the scores of all items in float64 from the model's wei
 counts ranks with the formulas of spec 10.1. It shares no code with gru4rec.evaluation.
 """
 import functools
-import io
-import contextlib
 
 import numpy as np
 
@@ -36,14 +34,8 @@ def small_model(kind="softmax"):
     from gru4rec import GRU4Rec
     train, _ = events()
     model = GRU4Rec(**SMALL, **KINDS[kind])
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(train.copy(), progress=False)
+    model.fit(train.copy(), show_progress=False)
     return model
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 # brute force -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Independent pure-NumPy float64 reference of one GRU4Rec training step.
 
-Written directly from the project specification (/work/shared/spec/ALGORITHM.md):
-section 4 (network), 5.3 (output item set), 6 (losses), 7 (optimiser), 8 (init).
+Written directly from the algorithm's description in docs/algorithm.md of the repository
+("spec X.Y" below is its section X.Y): sections 4 (network), 5.3 (output item set),
+6 (losses), 7 (optimiser) and 8 (init).
 It is the yardstick the PyTensor implementation is tested against, so every
 function favours a literal, readable transcription of the formulas over speed.
 Nothing here imports pytensor or the ``gru4rec`` package.

@@ -6,9 +6,7 @@ per step), so a trained GRU ranks targets well above chance and the metrics are 
 The reference state comes from tests/reference.py's network forward pass, which shares no
 code with the package.
 """
-import contextlib
 import functools
-import io
 
 import numpy as np
 import pandas as pd
@@ -52,8 +50,7 @@ def small_model(kind="softmax", layers=(16,)):
     from gru4rec import GRU4Rec
     model = GRU4Rec(layers=list(layers), batch_size=16, n_epochs=3, n_sample=16, learning_rate=0.1,
                     momentum=0.1, constrained_embedding=True, **KINDS[kind])
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.fit(parts()["train"].copy(), progress=False)
+    model.fit(parts()["train"].copy(), show_progress=False)
     return model
 
 

@@ -91,7 +91,7 @@ def test_time_column_accepts_numbers_and_datetimes():
     want = prepare(base, "SessionId", "ItemId", "Time")
     for df in (base.assign(Time=base.Time + 0.5), iso, text, numeric_text,
                iso.assign(Time=iso.Time.dt.tz_localize("Europe/Budapest"))):
-        got = H.quiet(prepare, df, "SessionId", "ItemId", "Time")
+        got = prepare(df, "SessionId", "ItemId", "Time")
         np.testing.assert_array_equal(got.items, want.items)
         np.testing.assert_array_equal(got.base_order, want.base_order)
     assert pd.api.types.is_datetime64_any_dtype(time_values(text.Time, "Time"))

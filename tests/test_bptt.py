@@ -13,11 +13,11 @@ import pytest
 
 from gru4rec import GRU4Rec, ops, training
 from gru4rec.backend import mode_for
-from gru4rec.model import Network, init_weights, sparse_names
+from gru4rec.model import Network, sparse_names
 from gru4rec.synthetic import generate
 
 from . import reference as ref
-from .test_step import case_id, expanded, make_params, ref_cfg, to_ref, with_fused
+from .stephelpers import case_id, expanded, make_params, random_weights, ref_cfg, to_ref, with_fused
 
 N = 40  # items: enough that a window's sessions can run on distinct items
 K = 3   # steps per window
@@ -38,14 +38,6 @@ def window_data(rng, B, S, reset_at=None):
         reset[reset_at, 0] = 1
     samples = np.stack([rng.choice(N, S, replace=False) for _ in range(K)]).astype(np.int32)
     return x, y, reset, samples
-
-
-def weights_with_biases(p, rng):
-    W = init_weights(N, p)
-    for k in W:
-        if k.startswith("Bh") or k == "By":
-            W[k] = rng.normal(0, 0.3, W[k].shape).astype(np.float32)
-    return W
 
 
 def compiled_window(p, W, pop, k=K, fused=True):
@@ -158,7 +150,7 @@ def test_window_matches_reference(case, fused):
     rng = np.random.default_rng(17)
     p = make_params(**case)
     B, layers = p["batch_size"], p["layers"]
-    W = weights_with_biases(p, rng)
+    W = random_weights(p, rng, N)
     pop = rng.integers(1, 20, N).astype(np.float32)
     data = window_data(rng, B, p["n_sample"], reset_at=1)
     d_in = {"shared": layers[-1], "separate": 3, "none": N}[ref.embedding_mode(p)]
@@ -200,7 +192,7 @@ def test_reset_cuts_the_gradient(fused):
     rng = np.random.default_rng(4)
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True)
     B = p["batch_size"]
-    W = weights_with_biases(p, rng)
+    W = random_weights(p, rng, N)
     pop = np.ones(N, np.float32)
     x, y, reset, samples = window_data(rng, B, p["n_sample"], reset_at=0)
     masks = [(np.ones((B, 4), np.float32), [np.ones((B, 4), np.float32)])] * K
@@ -221,7 +213,7 @@ def test_fused_window_equals_unfused():
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     dropout_p_hidden=0.2)
     B = p["batch_size"]
-    W = weights_with_biases(p, rng)
+    W = random_weights(p, rng, N)
     pop = rng.integers(1, 20, N).astype(np.float32)
     data = window_data(rng, B, p["n_sample"], reset_at=1)
     masks = [(np.ones((B, 4), np.float32), [(rng.random((B, 4)) < 0.8).astype(np.float32) / 0.8])

@@ -1,4 +1,6 @@
 """Data preparation (spec 2) and the session-parallel schedule (spec 3.1)."""
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,12 +82,13 @@ def test_fewer_sessions_than_batch_size_is_a_clear_error():
         session_parallel_schedule(items, offsets, np.arange(4), 5, PAD)
 
 
-def test_prepare_itemmap_first_appearance_sort_and_pop(capsys):
+def test_prepare_itemmap_first_appearance_sort_and_pop(caplog):
+    caplog.set_level(logging.INFO, logger="gru4rec")
     df = pd.DataFrame({"SessionId": [2, 2, 1, 1, 1], "ItemId": ["b", "a", "c", "b", "b"],
                        "Time": [5.0, 6.0, 1.0, 3.0, 2.0]})
     td = prepare(df, "SessionId", "ItemId", "Time")
     assert list(td.itemids) == ["b", "a", "c"]  # first appearance in the unsorted frame
-    assert "not sorted by SessionId, sorting now" in capsys.readouterr().out
+    assert "The dataframe is not sorted by SessionId, sorting now" in caplog.messages
     assert list(df["ItemId"]) == ["b", "a", "c", "b", "b"]  # the caller's frame is left alone
     assert td.items.tolist() == [2, 0, 0, 0, 1]
     assert td.offsets.tolist() == [0, 3, 5]
@@ -93,10 +96,11 @@ def test_prepare_itemmap_first_appearance_sort_and_pop(capsys):
     assert td.base_order.tolist() == [0, 1]  # session 1 starts at t=1, session 2 at t=5
 
 
-def test_prepare_time_sort_orders_by_session_start(capsys):
+def test_prepare_time_sort_orders_by_session_start(caplog):
+    caplog.set_level(logging.INFO, logger="gru4rec")
     df = pd.DataFrame({"SessionId": [1, 1, 2, 2], "ItemId": [1, 2, 3, 4], "Time": [10, 11, 1, 2]})
     td = prepare(df, "SessionId", "ItemId", "Time")
-    assert "already sorted by SessionId, Time" in capsys.readouterr().out
+    assert caplog.messages == ["The dataframe is already sorted by SessionId, Time"]
     assert td.base_order.tolist() == [1, 0]
     assert prepare(df, "SessionId", "ItemId", "Time", time_sort=False).base_order.tolist() == [0, 1]
 

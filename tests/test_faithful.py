@@ -1,6 +1,7 @@
 """Issue-9 faithfulness: training without negative samples, the matrix-product precision
 reaching every compiled function, and the RSC15 regression run against the official port's
 accuracy (spec 7.4 as the original runs)."""
+import logging
 import subprocess
 import sys
 
@@ -38,12 +39,13 @@ LOSSES = [("cross-entropy", "softmax"), ("xe_logit", "softmax_logit"), ("bpr-max
 @pytest.mark.slow
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("loss, final_act", LOSSES)
-def test_no_negative_samples_trains(loss, final_act, fused, capsys):
+def test_no_negative_samples_trains(loss, final_act, fused, caplog):
     """n_sample=0 (spec 3.1): in-batch negatives only; every loss trains and its loss falls."""
     model = GRU4Rec(loss=loss, final_act=final_act, layers=[16], batch_size=8, n_sample=0, n_epochs=3,
                     constrained_embedding=True, learning_rate=0.1, fused_ops=fused)
-    model.fit(cyclic_sessions(), progress=False)
-    out = capsys.readouterr().out
+    caplog.set_level(logging.INFO, logger="gru4rec")
+    model.fit(cyclic_sessions(), show_progress=False)
+    out = "\n".join(caplog.messages)
     losses = epoch_losses(out)
     assert "sample store" not in out
     assert len(losses) == 3 and np.all(np.isfinite(losses)) and losses[-1] < losses[0]
@@ -93,7 +95,7 @@ def test_precision_reaches_training_evaluation_and_prediction(precision, want, m
     model = GRU4Rec(loss="cross-entropy", final_act="softmax", layers=[8], batch_size=4, n_sample=8,
                     n_epochs=1, constrained_embedding=True, steps_per_call=2, precision=precision)
     data = cyclic_sessions(40)
-    model.fit(data, progress=False)
+    model.fit(data, show_progress=False)
     evaluate(model, data, batch_size=4, progress=False)
     model.recommend(["1", "2"])
     assert _CACHE[model.net] and live(model)
@@ -105,7 +107,7 @@ def test_precision_reaches_training_evaluation_and_prediction(precision, want, m
 def test_unknown_precision_is_refused():
     model = GRU4Rec(layers=[8], batch_size=4, precision="bf16")
     with pytest.raises(ValueError, match="precision"):
-        model.fit(cyclic_sessions(40), progress=False)
+        model.fit(cyclic_sessions(40), show_progress=False)
 
 
 RSC15_README = dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, layers=[100],
@@ -122,7 +124,7 @@ def test_rsc15_accuracy_reaches_the_official_port():
     train = pd.read_csv(YOOCHOOSE / "train_full.tsv.gz", sep="\t", dtype={"ItemId": str})
     test = pd.read_csv(YOOCHOOSE / "test.tsv.gz", sep="\t", dtype={"ItemId": str})
     model = GRU4Rec(**RSC15_README)
-    model.fit(train, progress=False)
+    model.fit(train, show_progress=False)
     res = evaluate(model, test, cut_off=[20], progress=False)
     assert res.recall[20] >= 0.671 and res.mrr[20] >= 0.349, (res.recall[20], res.mrr[20])
 

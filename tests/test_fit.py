@@ -1,4 +1,5 @@
 """Training end to end, bad input to fit, init, the sample store, save and load."""
+import logging
 import re
 
 import numpy as np
@@ -30,11 +31,12 @@ def small(df, n=4000):
 
 
 @pytest.mark.slow
-def test_rsc15_params_loss_falls(train_full, capsys):
+def test_rsc15_params_loss_falls(train_full, caplog):
     model = GRU4Rec.from_param_string(RSC15 + ",n_epochs=3")
+    caplog.set_level(logging.INFO, logger="gru4rec")
     model.fit(train_full)
-    out = capsys.readouterr().out
-    assert "Created sample store with 4882 batches of samples (type=GPU)" in out
+    out = "\n".join(caplog.messages)
+    assert "Created sample store with 4882 batches of samples (type=CPU)" in out
     epochs = [EPOCH.match(l) for l in out.splitlines() if l.startswith("Epoch")]
     assert len(epochs) == 3 and all(epochs)
     losses = [float(m.group(2)) for m in epochs]
@@ -163,22 +165,22 @@ def test_interrupted_save_leaves_old_file(synthetic_train, tmp_path, monkeypatch
     assert [p.name for p in tmp_path.iterdir()] == ["m.gru4rec"]
 
 
-def test_nan_stops_training_and_flags_model(synthetic_train, capsys):
+def test_nan_stops_training_and_flags_model(synthetic_train, caplog):
     # weights of 1e38 overflow the scores to inf, and inf - inf is NaN
     model = GRU4Rec(layers=[8], n_epochs=3, batch_size=4, n_sample=8, sigma=1e38)
     model.fit(small(synthetic_train))
-    out = capsys.readouterr().out
-    assert "Epoch1: NaN error!" in out and "Epoch2" not in out
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "Epoch" in r.getMessage()] == \
+        [("WARNING", "Epoch1: NaN error!")]
     assert model.error_during_train
     assert model.history == []  # the aborted epoch has no record
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numba", "c"])
-def test_backends_agree_with_jax(synthetic_train, backend, capsys):
+def test_backends_agree_with_jax(synthetic_train, backend):
     """Without dropout the runs differ only in float rounding: the same epoch losses."""
     def losses(b):
-        GRU4Rec(layers=[8], n_epochs=2, batch_size=8, n_sample=16, momentum=0.3, backend=b,
-                steps_per_call=4).fit(small(synthetic_train, 1500))
-        return [float(EPOCH.match(l).group(2)) for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch")]
+        model = GRU4Rec(layers=[8], n_epochs=2, batch_size=8, n_sample=16, momentum=0.3, backend=b,
+                        steps_per_call=4).fit(small(synthetic_train, 1500))
+        return [r.loss for r in model.history]
     np.testing.assert_allclose(losses(backend), losses("jax"), rtol=1e-4)

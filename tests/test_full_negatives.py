@@ -7,10 +7,13 @@ parameter checks."""
 import numpy as np
 import pytest
 
-from . import reference as ref
-from .test_step import N, compiled_step, make_params, random_weights, ref_cfg, to_ref
 from gru4rec import GRU4Rec
 from gru4rec.model import sparse_names
+
+from . import reference as ref
+from .stephelpers import case_id, compiled_step, make_params, random_weights, ref_cfg, to_ref
+
+N = 9  # items
 
 CASES = [
     dict(constrained_embedding=True, momentum=0.3),
@@ -20,17 +23,13 @@ CASES = [
 ]
 
 
-def case_id(v):
-    return "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}"
-
-
 @pytest.mark.parametrize("fused", [False, True], ids=case_id)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_full_step_matches_reference(case, fused):
     rng = np.random.default_rng(11)
     p = make_params(loss="cross-entropy", final_act="softmax", negatives="full", **case)
     B, layers = p.batch_size, p.layers
-    W = random_weights(p, rng)
+    W = random_weights(p, rng, N)
     pop = rng.integers(1, 20, N).astype(np.float32)
     perm = rng.permutation(N)
     x, y = perm[:B].astype(np.int32), perm[B:2 * B].astype(np.int32)

@@ -22,11 +22,15 @@ def test_ndcg_formula():
     assert m.n == 5 and m.ranks is None
 
 
-def test_metrics_keeps_its_positional_fields():
+def test_metrics_is_read_by_name():
     m = metrics_from_ranks([1.0, 2.0], [1], return_ranks=True)
-    recall, mrr, n, ranks, ndcg = m
-    assert (recall, mrr, n) == ({1: 0.5}, {1: 0.5}, 2) and list(ranks) == [1, 2] and ndcg == {1: 0.5}
-    assert Metrics({1: 1.0}, {1: 1.0}, 1).ndcg is None
+    assert (m.recall, m.mrr, m.ndcg, m.n) == ({1: 0.5}, {1: 0.5}, {1: 0.5}, 2) and list(m.ranks) == [1, 2]
+    with pytest.raises(TypeError):  # no positional construction, no unpacking
+        Metrics({1: 1.0}, {1: 1.0}, {1: 1.0}, 1)
+    with pytest.raises(TypeError):
+        recall, mrr, ndcg, n, ranks = m
+    with pytest.raises(AttributeError):  # frozen
+        m.n = 3
 
 
 @pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
@@ -34,7 +38,7 @@ def test_session_evaluation_gains_ndcg(mode):
     """Every user's whole history as one test session, ranked as spec 10.1 says."""
     model = S.small_model("relu")
     sessions = S.histories()
-    res = H.quiet(evaluate, model, sessions, cut_off=CUTS, batch_size=16, mode=mode, return_ranks=True)
+    res = evaluate(model, sessions, cut_off=CUTS, batch_size=16, mode=mode, return_ranks=True)
     want = H.brute_force_ranks(model, sessions, [mode])[mode]
     np.testing.assert_array_equal(res.ranks, want)
     recall, mrr = H.metrics(want, CUTS)

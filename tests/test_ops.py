@@ -21,7 +21,7 @@ from gru4rec.losses import activation, loss_sum
 from gru4rec.model import Network, init_weights
 from gru4rec.optimizers import Optimizer
 
-from .test_step import one_step
+from .stephelpers import one_step
 
 try:
     import numba  # noqa: F401

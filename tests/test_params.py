@@ -1,6 +1,7 @@
 """Parameter strings, parameter files, SET lines and value checks (spec 9)."""
 import ast
 import inspect
+import logging
 import warnings
 from dataclasses import FrozenInstanceError, fields, replace
 
@@ -10,22 +11,55 @@ from gru4rec import GRU4Rec
 from gru4rec import params as P
 
 
+@pytest.fixture
+def logged(caplog):
+    """The gru4rec messages (SET lines) logged so far in the test, one a line."""
+    caplog.set_level(logging.INFO, logger="gru4rec")
+    return lambda: "\n".join(caplog.messages)
+
+
 def test_defaults_match_spec():
-    m = GRU4Rec()
-    assert m.loss == "bpr-max" and m.final_act == "linear" and m.hidden_act == "tanh"
-    assert m.layers == [100] and m.n_epochs == 10 and m.batch_size == 32
-    assert m.learning_rate == 0.1 and m.momentum == 0.0 and m.n_sample == 2048
-    assert m.sample_alpha == 0.75 and m.bpreg == 1.0 and m.logq == 0.0 and m.adapt == "adagrad"
-    assert m.constrained_embedding is False and m.time_sort is True and m.embedding == 0
+    p = GRU4Rec().params
+    assert p.loss == "bpr-max" and p.final_act == "linear" and p.hidden_act == "tanh"
+    assert p.layers == [100] and p.n_epochs == 10 and p.batch_size == 32
+    assert p.learning_rate == 0.1 and p.momentum == 0.0 and p.n_sample == 2048
+    assert p.sample_alpha == 0.75 and p.bpreg == 1.0 and p.logq == 0.0 and p.adapt == "adagrad"
+    assert p.constrained_embedding is False and p.time_sort is True and p.embedding == 0
 
 
-def test_param_string_conversion_and_set_lines(capsys):
+def test_signature_lists_every_parameter_with_its_default():
+    """GRU4Rec's keywords are written out for IDEs and help(); they must stay the Params fields,
+    in order, with the same defaults (lists given as tuples), followed by the run settings."""
+    sig = inspect.signature(GRU4Rec).parameters
+    assert all(a.kind is inspect.Parameter.KEYWORD_ONLY for a in sig.values())
+    names = list(sig)
+    assert names == [f.name for f in fields(P.Params)] + ["device", "backend", "steps_per_call", "fused_ops",
+                                                            "precision"]
+    for name in P.DEFAULTS:
+        default = sig[name].default
+        assert (list(default) if isinstance(default, tuple) else default) == P.DEFAULTS[name], name
+        assert type(P.convert(name, default)) is type(P.DEFAULTS[name]), name
+
+
+def test_help_has_a_line_per_parameter():
+    doc = GRU4Rec.__doc__
+    for name, default, meaning in P.field_meanings():
+        assert f"    {name}={default!r}: {meaning[:20]}" in doc, name
+    assert "    bptt=1: Truncated backpropagation through time: bptt=k trains" in doc
+    assert "    layers=[100]: GRU layer sizes, bottom first ('100/100' in a parameter string)." in doc
+
+
+def test_parameters_are_read_from_params_only():
+    assert not hasattr(GRU4Rec(), "layers")  # one way: model.params.layers
+
+
+def test_param_string_conversion_and_set_lines(logged):
     m = GRU4Rec.from_param_string("layers=200/100,constrained_embedding=True,learning_rate=0.05,"
                                   "n_sample=2048,adapt_params=0.9/0.99,time_sort=0,final_act=elu-0.5")
-    assert m.layers == [200, 100] and m.constrained_embedding is True
-    assert m.learning_rate == 0.05 and isinstance(m.n_sample, int)
-    assert m.adapt_params == [0.9, 0.99] and m.time_sort is False
-    lines = capsys.readouterr().out.splitlines()
+    assert m.params.layers == [200, 100] and m.params.constrained_embedding is True
+    assert m.params.learning_rate == 0.05 and isinstance(m.params.n_sample, int)
+    assert m.params.adapt_params == [0.9, 0.99] and m.params.time_sort is False
+    lines = logged().splitlines()
     # maxk = len('constrained_embedding') = 21, maxv = len('0.9/0.99') = 8 (given strings, spec 9.2);
     # pad2 = maxv - len(str(converted value)) + 3, at least 0
     assert lines[0] == "SET   layers" + " " * 18 + "TO   [200, 100]" + " " * 1 + "(type: <class 'list'>)"
@@ -33,16 +67,16 @@ def test_param_string_conversion_and_set_lines(capsys):
     assert lines[2] == "SET   learning_rate" + " " * 11 + "TO   0.05" + " " * 7 + "(type: <class 'float'>)"
 
 
-def test_readme_example_line(capsys):
+def test_readme_example_line(logged):
     GRU4Rec.from_param_string("loss=bpr-max,constrained_embedding=True,final_act=elu-0.5,layers=224")
-    out = capsys.readouterr().out
+    out = logged()
     assert "SET   layers                  TO   [224]     (type: <class 'list'>)" in out
 
 
-def test_layersize_resolved_after_all_pairs(capsys):
+def test_layersize_resolved_after_all_pairs(logged):
     m = GRU4Rec.from_param_string("embedding=layersize,layers=64")
-    assert m.embedding == 64
-    assert capsys.readouterr().out.splitlines()[-1].startswith("SET   embedding   TO   64")
+    assert m.params.embedding == 64
+    assert logged().splitlines()[-1].startswith("SET   embedding   TO   64")
 
 
 @pytest.mark.parametrize("s, msg", [
@@ -68,7 +102,7 @@ def test_bad_values_raise_value_error(s, msg):
 def test_constructor_checks_too():
     with pytest.raises(ValueError, match="dropout_p_hidden"):
         GRU4Rec(dropout_p_hidden=1.5)
-    with pytest.raises(ValueError, match="Unknown parameter"):
+    with pytest.raises(TypeError, match="hidden_size"):  # a keyword Python itself refuses
         GRU4Rec(hidden_size=100)
 
 
@@ -89,14 +123,14 @@ def test_elu_param_selects_final_act():
     assert P.final_act_of(replace(P.DEFAULTS, loss="cross-entropy", final_act="softmax", elu_param=1.0)) == "softmax"
 
 
-def test_param_file(tmp_path, capsys):
+def test_param_file(tmp_path, logged):
     f = tmp_path / "p.py"
     f.write_text("from collections import OrderedDict\n"
                  "gru4rec_params = OrderedDict([('loss', 'cross-entropy'), ('final_act', 'softmax'),"
                  " ('layers', [512]), ('logq', 1.0), ('constrained_embedding', True)])\n")
     m = GRU4Rec.from_param_file(f)
-    assert m.layers == [512] and m.logq == 1.0 and m.loss == "cross-entropy"
-    assert capsys.readouterr().out.count("SET   ") == 5
+    assert m.params.layers == [512] and m.params.logq == 1.0 and m.params.loss == "cross-entropy"
+    assert logged().count("SET   ") == 5
 
 
 def test_param_file_errors(tmp_path):
@@ -108,11 +142,11 @@ def test_param_file_errors(tmp_path):
         P.load_param_file(bad)
 
 
-def test_set_params_changes_values(capsys):
+def test_set_params_changes_values(logged):
     m = GRU4Rec()
     m.set_params(loss="cross-entropy", final_act="softmax", layers="64/32")
-    assert m.layers == [64, 32] and m.loss == "cross-entropy"
-    assert "SET   loss" in capsys.readouterr().out
+    assert m.params.layers == [64, 32] and m.params.loss == "cross-entropy"
+    assert "SET   loss" in logged()
 
 
 def test_params_read_as_attributes_and_by_name():

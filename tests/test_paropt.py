@@ -121,7 +121,7 @@ def test_paramfiles_of_the_spec(name):
                                                       ("n_epochs", 0), ("batch_size", 0), ("learning_rate", 0.0),
                                                       ("momentum", 0.0), ("bpreg", 0.0), ("logq", 0.0)])
     m = GRU4Rec.from_param_file(str(path))  # what run.py -pf does
-    assert m.layers == layers and m.final_act == act and m.batch_size == bs
+    assert m.params.layers == layers and m.params.final_act == act and m.params.batch_size == bs
 
 
 def test_suggestions_follow_the_space():

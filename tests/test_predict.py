@@ -26,7 +26,7 @@ def session(model):
 def test_recommend_matches_evaluation_and_brute_force(model, session):
     N = len(model.itemidmap)
     frame = pd.DataFrame({"SessionId": 7, "ItemId": session, "Time": np.arange(len(session))})
-    ev = H.quiet(evaluate, model, frame, cut_off=[20], batch_size=4, return_ranks=True)
+    ev = evaluate(model, frame, cut_off=[20], batch_size=4, return_ranks=True)
     brute = H.session_scores(model, [model.itemidmap[i] for i in session[:-1]])
     for t in range(len(session) - 1):
         rec = model.recommend(session[: t + 1], k=N)

@@ -117,7 +117,7 @@ def files(tmp_path_factory):
 
 
 def errors_of(capsys, argv):
-    code = H.quiet(run.main, [str(a) for a in argv])
+    code = run.main([str(a) for a in argv])
     err = capsys.readouterr().err
     return code, err
 

@@ -8,104 +8,16 @@ A multi-step test runs the scan of the compiled `Trainer` call over the worked e
 from dataclasses import replace
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 import pytest
 
-from . import reference as ref
-from gru4rec import ops, training
-from gru4rec import params as P
 from gru4rec.backend import mode_for
-from gru4rec.model import Network, init_weights, sparse_names
+from gru4rec.model import Network, sparse_names
 from gru4rec.training import Trainer
 
+from . import reference as ref
+from .stephelpers import case_id, compiled_step, expanded, make_params, random_weights, ref_cfg, to_ref, with_fused
+
 N = 9
-
-
-def make_params(**kw):
-    return P.updated(P.DEFAULTS, list({**dict(layers=[4], batch_size=3, n_sample=4, learning_rate=0.1), **kw}.items()))
-
-
-def to_ref(W, p):
-    """Our weight dict (Wx0, Wh0, ...) -> the reference's (Wx: [...], ...), float64."""
-    nl = len(p["layers"])
-    out = {k: [W[f"{k}{i}"].astype(np.float64) for i in range(nl)] for k in ("Wx", "Wh", "Wrz", "Bh")}
-    for k in ("Wy", "By", "E"):
-        if k in W:
-            out[k] = W[k].astype(np.float64)
-    return out
-
-
-def ref_cfg(p, pop):
-    return dict(loss=p["loss"], final_act=P.final_act_of(p), hidden_act=p["hidden_act"],
-                constrained_embedding=p["constrained_embedding"], embedding=p["embedding"],
-                bpreg=p["bpreg"], logq=p["logq"], smoothing=p["smoothing"],
-                sample_alpha=p["sample_alpha"], pop=pop, adapt=p["adapt"], adapt_params=p["adapt_params"],
-                learning_rate=p["learning_rate"], momentum=p["momentum"], lmbd=p["lmbd"])
-
-
-def random_weights(p, rng):
-    """Spec-8 weights plus non-zero biases, so the bias paths are exercised too."""
-    W = init_weights(N, p)
-    for k in W:
-        if k.startswith("Bh") or k == "By":
-            W[k] = rng.normal(0, 0.3, W[k].shape).astype(np.float32)
-    return W
-
-
-def one_step(net, S, H, x, y, active, samples, emb_mask=None, hid_masks=None, logpop=None):
-    """training.train_window over a single step without resets, from optimizer state S and
-    hidden states H: (the new Carry, the cost, the gradients by name)."""
-    B = x.type.shape[0]
-    inp = training.StepInputs(x, y, active, pt.zeros((B,), "float32"), samples, pt.constant(np.float32(1)),
-                              emb_mask, hid_masks)
-    new, costs, g = training.train_window(net, training.Carry(net.W, S, H), [inp], logpop)
-    return new, costs[0], g
-
-
-def compiled_step(p, W, pop, fused=True):
-    """Compiles one training step with explicit inputs; returns the net and function."""
-    net = Network(p, N, weights=W, pop=pop, fused=fused)
-    B = p["batch_size"]
-    x = pt.tensor("x", dtype="int32", shape=(B,))
-    y = pt.tensor("y", dtype="int32", shape=(B,))
-    samples = pt.tensor("s", dtype="int32", shape=(p["n_sample"],)) if p["n_sample"] else None
-    H = [pt.tensor(f"h{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
-    emb = pt.matrix("emb", shape=(B, None))
-    hid = [pt.tensor(f"m{i}", shape=(B, L)) for i, L in enumerate(p["layers"])]
-    ones = pt.ones((B,), "float32")
-    logpop = pt.constant(np.r_[np.log(pop), 0].astype(np.float32))
-    new, cost, g = one_step(net, training.optimizer_state(net), H, x, y, ones, samples, emb, hid, logpop)
-    inputs = [x, y] + ([samples] if samples is not None else []) + H + [emb] + hid
-    outs = [cost] + list(g.values()) + list(new.W.values()) + list(new.S.values()) + new.H
-    f = pytensor.function(inputs, outs, mode=mode_for("jax"), on_unused_input="ignore")
-    return net, f, list(g), list(new.W), list(new.S)
-
-
-def expanded(p, Wr, x, y, samples, pop):
-    """The reference problem with one private row per occurrence of an item index, so that
-    finite differences give per-occurrence row gradients like the original's (spec 7.1)."""
-    B, S = len(x), len(samples)
-    y_all = np.r_[y, samples]
-    mode = ref.embedding_mode(p)
-    E = {k: (v.copy() if not isinstance(v, list) else [a.copy() for a in v]) for k, v in Wr.items()}
-    if mode == "shared":
-        idx = np.r_[x, y_all]
-        E["Wy"] = Wr["Wy"][idx].copy()
-        xe, ye, se = np.arange(B), B + np.arange(B), 2 * B + np.arange(S)
-        E["By"] = np.r_[np.zeros(B), Wr["By"][y_all]]
-        pe = np.r_[pop[x], pop[y_all]]
-    else:
-        first = "E" if mode == "separate" else "Wx"
-        if first == "E":
-            E["E"] = Wr["E"][x].copy()
-        else:
-            E["Wx"][0] = Wr["Wx"][0][x].copy()
-        E["Wy"] = Wr["Wy"][y_all].copy()
-        E["By"] = Wr["By"][y_all].copy()
-        xe, ye, se = np.arange(B), np.arange(B), B + np.arange(S)
-        pe = pop[y_all]
-    return E, xe, ye, se, pe
 
 
 CASES = [
@@ -138,26 +50,12 @@ CASES = [
 ]
 
 
-def _fused_covered(case):
-    p = make_params(**case)
-    return ops.loss_covered(p["loss"], P.final_act_of(p), p["smoothing"]) or ops.update_covered(p["adapt"])
-
-
-def with_fused(cases):
-    """Every case unfused, and again with the fused Ops where they cover the loss or the update."""
-    return [(c, False) for c in cases] + [(c, True) for c in cases if _fused_covered(c)]
-
-
-def case_id(v):
-    return "-".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else f"fused={v}"
-
-
 @pytest.mark.parametrize("case, fused", with_fused(CASES), ids=case_id)
 def test_step_matches_reference(case, fused):
     rng = np.random.default_rng(7)
     p = make_params(**case)
     B, S, layers = p["batch_size"], p["n_sample"], p["layers"]
-    W = random_weights(p, rng)
+    W = random_weights(p, rng, N)
     pop = rng.integers(1, 20, N).astype(np.float32)
     # no repeated index among the gathered rows, so scatter-set order cannot matter here
     perm = rng.permutation(N)
@@ -235,7 +133,7 @@ def duplicate_step(fused, **kw):
     rng = np.random.default_rng(3)
     p = make_params(loss="bpr-max", final_act="elu-1", constrained_embedding=True, momentum=0.3, **kw)
     B = p["batch_size"]
-    W = random_weights(p, rng)
+    W = random_weights(p, rng, N)
     x, y, samples = np.array([1, 1, 2], np.int32), np.array([2, 5, 5], np.int32), np.array([5, 1, 7, 7], np.int32)
     H = [rng.normal(0, 0.5, (B, 4)).astype(np.float32)]
     ones = np.ones((B, 4), np.float32)
@@ -297,7 +195,7 @@ def test_scan_matches_reference_on_worked_example(fused):
     rng = np.random.default_rng(11)
     p = make_params(loss="cross-entropy", final_act="softmax", constrained_embedding=True, batch_size=2,
                     n_sample=3, momentum=0.2, logq=1.0)
-    W = random_weights(p, rng)
+    W = random_weights(p, rng, N)
     pop = rng.integers(1, 9, N).astype(np.float32)
     # sessions A=(0,1,2) B=(3,4) C=(5,6,7,8) D=(2,6), in this processing order
     items = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 6], np.int32)
@@ -347,7 +245,7 @@ def test_idle_call_changes_nothing():
     rng = np.random.default_rng(5)
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     dropout_p_hidden=0.3, adapt="rmsprop", adapt_params=[0.9])
-    net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
+    net = Network(p, N, weights=random_weights(p, rng, N), pop=np.ones(N, np.float32))
     trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
     train = trainer.fn
     trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
@@ -370,7 +268,7 @@ def test_training_call_donates_the_item_matrices():
     (donation) instead of copying every item matrix: the old arrays are consumed."""
     rng = np.random.default_rng(2)
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4)
-    net = Network(p, N, weights=random_weights(p, rng), pop=np.ones(N, np.float32))
+    net = Network(p, N, weights=random_weights(p, rng, N), pop=np.ones(N, np.float32))
     trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
     train = trainer.fn
     trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
@@ -394,7 +292,7 @@ def test_training_call_never_copies_an_item_matrix(fused, adapt):
     import jax
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     adapt=adapt, adapt_params=[0.9, 0.999] if adapt == "adam" else [])
-    net = Network(p, N, weights=random_weights(p, np.random.default_rng(0)), pop=np.ones(N, np.float32),
+    net = Network(p, N, weights=random_weights(p, np.random.default_rng(0), N), pop=np.ones(N, np.float32),
                   fused=fused)
     assert net.fused_update == fused
     fn = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0).fn

@@ -127,7 +127,7 @@ def test_gru4rec_beats_popularity():
     model = GRU4Rec(loss="cross-entropy", final_act="softmax", constrained_embedding=True, layers=[64],
                     batch_size=32, n_sample=512, logq=1.0, learning_rate=0.2, momentum=0.2,
                     dropout_p_hidden=0.2, n_epochs=3)
-    model.fit(train, progress=False)
+    model.fit(train, show_progress=False)
     res = evaluate(model, test, cut_off=[20], mode="conservative", progress=False)
     assert res.n == len(pairs(test))
     pop = pop_recall(train, test)
