@@ -20,49 +20,9 @@ from gru4rec.data import check_frame, load, prepare, time_values
 from gru4rec.params import load_param_file
 
 from . import evalhelpers as H
+from .inputhelpers import SMALL_PS, assert_refused, cli, events, paropt_cli, write_space
+from .inputhelpers import study_files, tsv  # noqa: F401 (fixtures)
 from .conftest import ROOT
-
-SMALL_PS = "layers=4,n_epochs=1,batch_size=2,n_sample=0,loss=cross-entropy,final_act=softmax"
-
-
-def events(n_sessions=6, times=None):
-    """n_sessions sessions of 3 events over items a..e; `times` replaces the Time column."""
-    items = list("abcde")
-    rows = [(s, items[(s + j) % 5], 10 * s + j) for s in range(n_sessions) for j in range(3)]
-    df = pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
-    if times is not None:
-        df["Time"] = list(times) + [times[-1]] * (len(df) - len(times))
-    return df
-
-
-@pytest.fixture
-def tsv(tmp_path):
-    def write(name, df):
-        path = tmp_path / name
-        df.to_csv(path, sep="\t", index=False)
-        return path
-    return write
-
-
-def cli(capsys, module, argv):
-    """(exit status, stdout, stderr) of module.main(argv), as the command line ends."""
-    try:
-        code = module.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_refused(code, out, err, *names):
-    assert code == 1, (out, err)
-    assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("ERROR. ") and "Traceback" not in err
-    for name in names:
-        assert str(name) in err, (name, err)
-    assert "Started training" not in out and "Epoch1" not in out
-    assert "PARAMETER SPACE" not in out and "[I " not in out  # paropt: no study, no trial
-
 
 # ----------------------------------------------------------------------------------------------
 # A non-numeric Time column
@@ -252,28 +212,6 @@ def test_recommend_with_only_unknown_items_warns_and_is_empty():
 
 # ----------------------------------------------------------------------------------------------
 # paropt.py: refused before the first trial
-
-@pytest.fixture
-def study_files(tmp_path, tsv):
-    tsv("tr.tsv", events())
-    tsv("va.tsv", events())
-    return tmp_path
-
-
-def write_space(path, *lines):
-    import json
-    path.write_text("".join(json.dumps(d) + "\n" for d in lines))
-    return path
-
-
-def paropt_cli(capsys, d, *argv):
-    old = os.getcwd()
-    os.chdir(d)
-    try:
-        return cli(capsys, paropt, ["tr.tsv", "va.tsv", *argv])
-    finally:
-        os.chdir(old)
-
 
 OK_SPACE = {"name": "layers", "dtype": "int", "values": [16, 32], "step": 16}
 

@@ -14,7 +14,6 @@ CLI cases: exit status 1, one line on stderr naming the problem, no traceback, n
 API cases: ValueError (DataError, ModelFileError, ModelSaveError) naming the problem.
 """
 import contextlib
-import io
 import json
 import os
 import signal
@@ -37,16 +36,11 @@ from gru4rec.data import check_frame, item_ids, load, prepare
 from gru4rec.params import FLOAT_PARAMS
 
 from .conftest import ROOT
-from .test_bad_input import SMALL_PS, assert_refused, cli, events, paropt_cli, write_space
-from .test_bad_input import study_files, tsv  # noqa: F401 (fixtures)
+from .inputhelpers import SMALL_PS, assert_refused, cli, events, paropt_cli, write_space
+from .inputhelpers import study_files, tsv  # noqa: F401 (fixtures)
 
 BAD_FLOATS = ["nan", "inf", "-inf"]
 FLOAT_CASES = [(k, v) for k in FLOAT_PARAMS for v in BAD_FLOATS]
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
 
 
 def typed(name, text):
@@ -69,13 +63,13 @@ def test_non_finite_float_parameter_api(tmp_path, name, value):
     with pytest.raises(ValueError, match=message):
         GRU4Rec(**{name: typed(name, value)})
     with pytest.raises(ValueError, match=message):
-        quiet(GRU4Rec().set_params, **{name: value})
+        GRU4Rec().set_params(**{name: value})
     with pytest.raises(ValueError, match=message):
-        quiet(GRU4Rec.from_param_string, f"{name}={value}")
+        GRU4Rec.from_param_string(f"{name}={value}")
     pf = tmp_path / "params.py"
     pf.write_text(f"from collections import OrderedDict\ngru4rec_params = OrderedDict([({name!r}, {value!r})])\n")
     with pytest.raises(ValueError, match=message):
-        quiet(GRU4Rec.from_param_file, pf)
+        GRU4Rec.from_param_file(pf)
 
 
 @pytest.mark.parametrize("name, value", FLOAT_CASES)
@@ -331,7 +325,7 @@ def test_api_paths(open_dir, kind):
     assert_names_kind(str(e.value), kind, model_file)
     pf = make(kind, open_dir, "p.py", "from collections import OrderedDict\ngru4rec_params = OrderedDict()\n")
     with maybe_locked(kind, pf), pytest.raises(ValueError) as e:
-        quiet(GRU4Rec.from_param_file, pf)
+        GRU4Rec.from_param_file(pf)
     assert str(pf) in str(e.value)
     assert any(w in str(e.value) for w in ("not found", "is a directory", "Permission denied")), str(e.value)
 
@@ -356,8 +350,8 @@ def trained():
     """A tiny model trained on text ids ('0'..), its test frame, and Recall@5 on it."""
     train, test = synthetic.generate(n_sessions=150, n_items=25, n_days=3, seed=3)
     model = GRU4Rec(layers=[4], n_epochs=1, batch_size=4, n_sample=0, loss="cross-entropy", final_act="softmax")
-    quiet(model.fit, train, progress=False)
-    recall = quiet(model.evaluate, test, cut_off=[5]).recall[5]
+    model.fit(train, show_progress=False)
+    recall = model.evaluate(test, cut_off=[5]).recall[5]
     return model, train, test, recall
 
 
@@ -409,7 +403,7 @@ def test_item_ids_evaluate(trained, tmp_path, reader, kind):
     got = through(reader, df, tmp_path)
     if reader != "frame":
         assert set(got.ItemId) <= set(test.ItemId)  # files are read as canonical text
-    assert quiet(model.evaluate, got, cut_off=[5]).recall[5] == recall
+    assert model.evaluate(got, cut_off=[5]).recall[5] == recall
 
 
 @pytest.mark.parametrize("kind", ID_TYPES)
@@ -421,8 +415,8 @@ def test_item_ids_training_data(trained, tmp_path, reader, kind):
         with pytest.raises(DataError, match=r"'ItemId' has 1 missing \(NaN\) value"):
             prepare(through(reader, df, tmp_path), "SessionId", "ItemId", "Time")
         return
-    want = quiet(prepare, train, "SessionId", "ItemId", "Time")
-    got = quiet(prepare, through(reader, df, tmp_path), "SessionId", "ItemId", "Time")
+    want = prepare(train, "SessionId", "ItemId", "Time")
+    got = prepare(through(reader, df, tmp_path), "SessionId", "ItemId", "Time")
     assert list(got.itemids) == list(want.itemids)
     np.testing.assert_array_equal(got.items, want.items)
 
@@ -438,8 +432,8 @@ def test_item_ids_recommend_and_sequence_eval(trained, kind):
     pd.testing.assert_frame_equal(got, want)
     last = (test.groupby("SessionId").cumcount(ascending=False) == 0).to_numpy()
     hist, target = test[~last], test[last]
-    base = quiet(evaluate_next_item, model, hist, target, cut_off=[5]).recall[5]
-    other = quiet(evaluate_next_item, model, with_ids(hist, kind), with_ids(target, kind), cut_off=[5]).recall[5]
+    base = evaluate_next_item(model, hist, target, cut_off=[5]).recall[5]
+    other = evaluate_next_item(model, with_ids(hist, kind), with_ids(target, kind), cut_off=[5]).recall[5]
     assert other == base
 
 
@@ -461,7 +455,7 @@ def test_model_file_ids_are_text_and_old_int_files_load(trained, tmp_path):
     np.savez(tmp_path / "old.npz", **z)
     old = GRU4Rec.load(tmp_path / "old.npz")
     assert list(old.itemidmap.index) == list(model.itemidmap.index)
-    assert quiet(old.evaluate, with_ids(test, "int"), cut_off=[5]).recall[5] == recall
+    assert old.evaluate(with_ids(test, "int"), cut_off=[5]).recall[5] == recall
 
 
 @pytest.mark.parametrize("reader", ["pickle", "frame"])
