@@ -133,6 +133,23 @@ def eval_schedule(items, offsets, batch_size, pad):
     return x, y, (1 - reset).astype(np.float32), active, pos
 
 
+MAX_SCORES = 2 ** 25  # scores per step at most (128 MiB of float32): bounds evaluation's memory
+
+
+def eval_slots(offsets, batch_size, n_items):
+    """The slots to evaluate sessions in: batch_size, or fewer when the longest session would
+    leave most of them idle. A step costs the same however many slots are active, and the
+    steps cannot be fewer than the longest session's predictions, so the slots are the
+    predictions per step that the longest session allows, rounded down to a power of two (at
+    least 8): nearly every slot stays busy, in at most twice the longest session's steps.
+    Large catalogues get fewer slots too: a step's score matrices (slots x items) hold at most
+    MAX_SCORES scores, so the memory evaluation needs beside training's stays bounded. The
+    metrics do not depend on the slots: each session starts from a zero state."""
+    predictions = np.diff(offsets) - 1
+    per_step = min(predictions.sum() / predictions.max(), MAX_SCORES / n_items)
+    return int(min(batch_size, max(8, 2 ** np.floor(np.log2(per_step)))))
+
+
 CHUNK = 4095  # items per partial count at most: 4096 * #greater + #equal < 2**24 is exact in float32
 _f32 = np.float32
 
@@ -287,19 +304,20 @@ class Evaluator:
             y = np.vstack([y, np.zeros((extra, self.B), np.int32)])
             keep = np.vstack([keep, np.zeros((extra, self.B), np.float32)])
         bar = _bar(T) if progress else None
-        gts, eqs = [], []
-        for c in range(len(x) // K):
-            sl = slice(c * K, (c + 1) * K)
-            gt, eq = self.fn(x[sl], y[sl], keep[sl])
-            gts.append(gt)
-            eqs.append(eq)
-            if bar is not None:
-                bar.update(min(K, T - c * K))
+        counts, pending = [], None
+        for c in range(len(x) // K + 1):
+            # one call in flight while the previous one's counts are read: each call queued
+            # would hold its own score matrices (gigabytes for a large catalogue)
+            launched = self.fn(*(a[c * K:(c + 1) * K] for a in (x, y, keep))) if c < len(x) // K else None
+            if pending is not None:
+                counts.append([np.asarray(a) for a in pending])
+                if bar is not None:
+                    bar.update(min(K, T - (c - 1) * K))
+            pending = launched
         if bar is not None:
             bar.close()
         mask = active > 0
-        gt = np.concatenate([np.asarray(g) for g in gts])[:T][mask]
-        eq = np.concatenate([np.asarray(e) for e in eqs])[:T][mask]
+        gt, eq = (np.concatenate(a)[:T][mask] for a in zip(*counts))
         return gt, eq
 
 
@@ -367,9 +385,10 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
     ranks); ranks (with return_ranks, else None) holds the rank of each evaluated event in
     the order of the kept test events (unknown items dropped) sorted by session, time and
     item, each session's last omitted.
-    `steps` events run per compiled call (a scan: fewer calls, buffers reused; see
-    bench/eval_speed.py); `progress` (default: stdout is a terminal)
-    shows a bar on stderr.
+    The sessions run in at most `batch_size` slots (fewer where the longest session would leave
+    most of them idle, or the catalogue is large: `eval_slots`), `steps` events per compiled
+    call (a scan: fewer calls, buffers reused; see bench/eval_speed.py); `progress` (default:
+    stdout is a terminal) shows a bar on stderr.
     """
     cut_off = check_request(model, cut_off, mode, batch_size, steps)
     p = model.params
@@ -383,8 +402,9 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
             raise ValueError(f"{int((candidates < 0).sum())} of the items to evaluate against are not "
                              "known to the model")
     test_items, offsets = known_sessions(model, test_data, *keys)
-    x, y, keep, active, pos = eval_schedule(test_items, offsets, batch_size, model.net.pad)
-    ev = _evaluator(model, batch_size, steps, mode == "tiebreaking", candidates)
+    slots = eval_slots(offsets, batch_size, model.net.n_items)
+    x, y, keep, active, pos = eval_schedule(test_items, offsets, slots, model.net.pad)
+    ev = _evaluator(model, slots, steps, mode == "tiebreaking", candidates)
     if progress is None:
         progress = sys.stdout.isatty()
     gt, eq = ev.run(x, y, keep, active, progress)

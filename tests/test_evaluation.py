@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gru4rec import DataError, GRU4Rec
-from gru4rec.evaluation import evaluate, metrics_from_ranks, ranks_from_counts
+from gru4rec.evaluation import eval_schedule, eval_slots, evaluate, metrics_from_ranks, ranks_from_counts
 
 from . import evalhelpers as H
 
@@ -119,6 +119,23 @@ def test_batch_larger_than_sessions_and_batch_independence(batch_size, steps, te
                    return_ranks=True)
     np.testing.assert_array_equal(res.ranks, want)
     assert_same(res, want)
+
+
+@pytest.mark.parametrize("lengths, batch_size, n_items, slots", [
+    ([3] * 1000 + [11], 512, 1000, 128),   # 2010 predictions, the longest 10: 201 per step -> 128
+    ([3] * 1000 + [11], 64, 1000, 64),     # never more than batch_size
+    ([3] * 100 + [41], 512, 1000, 8),      # 240 predictions, the longest 40: 6 per step -> at least 8
+    ([2] * 5000, 512, 1000, 512),          # every session one prediction: all slots
+    ([2] * 5000, 512, 200_000, 128),       # 2**25 scores per step at most: 167 slots -> 128
+    ([2] * 5000, 512, 10_000_000, 8),      # at least 8 slots
+])
+def test_eval_slots_keep_the_slots_busy(lengths, batch_size, n_items, slots):
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    assert eval_slots(offsets, batch_size, n_items) == slots
+    x, _, _, active, _ = eval_schedule(np.zeros(offsets[-1], np.int32), offsets, slots, 0)
+    predictions = sum(lengths) - len(lengths)
+    assert len(x) <= 2 * max(lengths) or slots in (8, batch_size) or slots * n_items * 2 > 2 ** 25
+    assert active.sum() == predictions
 
 
 def test_save_load_evaluate_identical(tmp_path, test_df):
