@@ -189,8 +189,7 @@ def train(model_class, args):
     data = load_data(args.path, args)
     items = None if args.test_against_items is None else most_popular(data, args)
     if args.sample_store_on_cpu:
-        print("WARNING! The sample store is set to be on the CPU. "
-              "This will make training significantly slower on the GPU.")
+        print("WARNING! --sample_store_on_cpu has no effect here: the sample store lives on the -d device.")
     best, callback = epoch_selection(gru, data, args)
     print("Started training")
     t0 = time.time()

@@ -26,7 +26,6 @@ Train a model on train.tsv; evaluate the validation targets from the state after
 train.tsv items, and the test targets from the state after train.tsv + valid.tsv items
 (`gru4rec.sequence_eval.evaluate_next_item`). Users appear in order of first appearance.
 """
-import argparse
 import gzip
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cli_args import Parser
 from .data import DataError, check_output_dir, item_ids, load
 
 COLUMNS = ["SessionId", "ItemId", "Time"]
@@ -123,7 +123,7 @@ def write(parts, outdir):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gru4rec.leave_one_out",
+    p = Parser(prog="python -m gru4rec.leave_one_out",
                                 description="Leave-one-out split of user histories (last item: test, "
                                             "the one before: validation, the rest: training).")
     p.add_argument("input", help="'user item' pairs (one per line, chronological) or a TSV/pickle/parquet file")

@@ -28,7 +28,6 @@ writes ``OUTDIR/train.tsv`` and ``OUTDIR/test.tsv`` (TAB-separated, header
 ``train_tr.tsv`` and ``train_valid.tsv``, the same split applied to the training set). From
 Python: ``train, test = generate(seed=42)``.
 """
-import argparse
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from .cli_args import Parser
 from .data import check_output_dir
 
 DAY = 86400
@@ -180,7 +180,7 @@ def counts(df):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gru4rec.synthetic",
+    p = Parser(prog="python -m gru4rec.synthetic",
                                 description="Write synthetic session data: OUTDIR/train.tsv and OUTDIR/test.tsv.")
     p.add_argument("outdir", metavar="OUTDIR", help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")

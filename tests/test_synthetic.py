@@ -156,7 +156,7 @@ def test_command_line_writes_what_run_py_reads(tmp_path, capsys):
 def test_command_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path), "--days", "1"])
-    assert e.value.code == 2 and "test_days must be less than n_days" in capsys.readouterr().err
+    assert e.value.code == 1 and "test_days must be less than n_days" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--sessions", "3", "--items", "50"])
     assert "empty" in capsys.readouterr().err

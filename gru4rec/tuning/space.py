@@ -97,7 +97,7 @@ def _check_options(name, values, step, log, bad):
 
 def _check_range(name, dtype, values, step, log, bad):
     if len(values) != 2 or not all(_number(v) for v in values):
-        bad(f"values of {name} must be [low, high]")
+        bad(f"values of {name} must be [low, high], two finite numbers, got {values}")
     lo, hi = values
     if lo > hi:
         bad(f"low > high in the range of {name}")
