@@ -1,0 +1,105 @@
+"""Evaluation at both ends of the scale: a small test set and a large catalogue.
+
+    python bench/eval_scale.py [--items 200000] [--out bench/eval_scale.json]
+
+small: the yoochoose-100k test set (10,152 predictions against 2,933 items) with a 1-epoch
+model of the RSC15 parameters, warm (the best of 3 runs after a compiling one).
+large: a generated catalogue of --items items (every item in two-event training sessions,
+1 epoch, layers 100) and 8,000 random test sessions of 5 events (32,000 predictions), warm;
+the peak memory of evaluation is reported as its excess over training's peak (ru_maxrss).
+Each case runs in its own process. Prints a table and writes JSON.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ROOT.parent / "shared" / "data" / "yoochoose-100k"
+
+
+def warm_seconds(model, test, runs=3):
+    model.evaluate(test, cut_off=[20], mode="conservative")  # compiles
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        m = model.evaluate(test, cut_off=[20], mode="conservative")
+        best = min(best, time.perf_counter() - t0)
+    return best, m
+
+
+def small():
+    from gru4rec import GRU4Rec
+    from gru4rec.data import load
+    model = GRU4Rec.from_param_file(ROOT / "paramfiles" / "rsc15_xe_shared_100_best.py")
+    model.set_params(n_epochs=1)
+    model.fit(load(SMALL / "train_full.tsv.gz"))
+    seconds, m = warm_seconds(model, load(SMALL / "test.tsv.gz"))
+    return {"seconds": seconds, "predictions": m.n, "recall@20": m.recall[20], "mrr@20": m.mrr[20]}
+
+
+def large(n_items):
+    import numpy as np
+    import pandas as pd
+    from gru4rec import GRU4Rec
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"SessionId": np.repeat(np.arange(n_items // 2), 2),
+                          "ItemId": rng.permutation(n_items).astype(str), "Time": np.arange(n_items)})
+    model = GRU4Rec(loss="cross-entropy", final_act="softmax", layers=[100], batch_size=256, n_sample=2048,
+                    logq=1.0, n_epochs=1, constrained_embedding=True)
+    model.fit(train)
+    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = 40000
+    test = pd.DataFrame({"SessionId": np.repeat(np.arange(n // 5), 5),
+                         "ItemId": rng.integers(0, n_items, n).astype(str), "Time": np.arange(n)})
+    seconds, m = warm_seconds(model, test, runs=1)
+    eval_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "predictions": m.n, "items": n_items, "train_peak_mib": train_peak,
+            "eval_excess_mib": eval_peak - train_peak}
+
+
+def child(case, n_items):
+    sys.path.insert(0, str(ROOT))
+    result = small() if case == "small" else large(n_items)
+    print(json.dumps(result))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=200000)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "eval_scale.json")
+    ap.add_argument("--child", choices=["small", "large"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.items)
+    results = {}
+    for case in ("small", "large"):
+        if case == "small" and not SMALL.exists():
+            print(f"small: skipped, {SMALL} not found")
+            continue
+        r = subprocess.run([sys.executable, __file__, "--child", case, "--items", str(args.items)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"{case} failed:\n{r.stderr[-3000:]}")
+        results[case] = json.loads(r.stdout.strip().splitlines()[-1])
+    print(f"| {'case':40} | {'predictions':>11} | {'seconds':>8} | {'memory over training':>20} |")
+    print(f"|{'-' * 42}|{'-' * 13}|{'-' * 10}|{'-' * 22}|")
+    if "small" in results:
+        s = results["small"]
+        print(f"| {'yoochoose-100k test set (2,933 items)':40} | {s['predictions']:11,} | {s['seconds']:8.3f} | {'':>20} |")
+    g = results["large"]
+    label = f"generated, {g['items']:,} items"
+    print(f"| {label:40} | {g['predictions']:11,} | {g['seconds']:8.1f} | {g['eval_excess_mib']:16,.0f} MiB |")
+    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              "python": platform.python_version(), "results": results}
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
