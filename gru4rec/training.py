@@ -104,12 +104,11 @@ def _gather(net, W, x, y_all):
     B = net.p.batch_size
     idx, rows = OrderedDict(), OrderedDict()
     if y_all is None:
-        inp = W["Wy"][x]
-        if net.mode != "shared":
-            first = "E" if net.mode == "separate" else "Wx0"
-            idx[first] = x
-            inp = rows[first] = W[first][x]
-        return Gathered(idx, rows), inp, W["Wy"], W["By"]
+        if net.mode == "shared":
+            return Gathered(idx, rows), W["Wy"][x], W["Wy"], W["By"]
+        first = "E" if net.mode == "separate" else "Wx0"
+        idx[first], rows[first] = x, W[first][x]
+        return Gathered(idx, rows), rows[first], W["Wy"], W["By"]
     if net.mode == "shared":
         idx["Wy"] = pt.concatenate([x, y_all])
         rows["Wy"] = W["Wy"][idx["Wy"]]
