@@ -26,9 +26,9 @@ class _StdoutHandler(logging.Handler):
 
 def to_stdout(level=logging.INFO):
     """Prints the package's messages from `level` up on stdout, bare (no level or logger name):
-    the original's output. Attaches the handler once, however often it is called; the messages
-    no longer reach the root logger's handlers too, which would print them twice."""
+    the original's output. Attaches the handler once, however often it is called. The
+    messages still reach the root logger too (pytest's caplog, a program's own handlers): a
+    program that also gives the root logger a handler on stdout sees each line twice."""
     if not any(isinstance(h, _StdoutHandler) for h in LOGGER.handlers):
         LOGGER.addHandler(_StdoutHandler())
     LOGGER.setLevel(level)
-    LOGGER.propagate = False

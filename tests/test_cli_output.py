@@ -82,10 +82,10 @@ def test_printed_numbers_are_the_python_api_results(runs):
 def restore_logger():
     """The gru4rec logger as a fresh process has it, before and after the test."""
     logger = logging.getLogger("gru4rec")
-    saved = logger.handlers[:], logger.level, logger.propagate
+    saved = logger.handlers[:], logger.level
     logger.handlers[:], logger.level = [], logging.NOTSET
     yield logger
-    logger.handlers[:], logger.level, logger.propagate = saved
+    logger.handlers[:], logger.level = saved
 
 
 def test_library_prints_only_when_asked(capsys, restore_logger):
@@ -109,16 +109,3 @@ def test_library_prints_only_when_asked(capsys, restore_logger):
     restore_logger.setLevel(logging.WARNING)
     assert out_of(fit_and_evaluate) == ""
 
-
-def test_to_stdout_prints_once_beside_a_root_handler(capsys, restore_logger):
-    """A program that configured the root logger too gets each line once, from to_stdout."""
-    import sys
-    root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stdout)
-    root.addHandler(handler)
-    try:
-        messages.to_stdout()
-        logging.getLogger("gru4rec.data").info("one line")
-    finally:
-        root.removeHandler(handler)
-    assert capsys.readouterr().out == "one line\n"
