@@ -89,20 +89,20 @@ def check_session_ids(col, key):
                             "session ids must be all numbers or all text")
 
 
-def check_readable(path, what="File"):
-    """Raises DataError when `path` is not a file this process can read: missing ("File not
-    found: PATH"), a directory, or unreadable (permissions). `what` starts the message of a
-    missing file (e.g. "Parameter file")."""
+def check_readable(path, what="file", error=DataError):
+    """Raises `error` when `path` is not a file this process can read: missing ("File not
+    found: PATH"), a directory, or unreadable (permissions). `what` names the kind of file
+    (e.g. "model file")."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{what} not found: {path}")
+        raise error(f"{what[0].upper()}{what[1:]} not found: {path}")
     if path.is_dir():
-        raise DataError(f"{path} is a directory, not a file")
+        raise error(f"{path} is a directory, not a {what}")
     try:
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise DataError(f"Cannot read {path}: {e.strerror or type(e).__name__}") from None
+        raise error(f"Cannot read {path}: {e.strerror or type(e).__name__}") from None
 
 
 def check_output_dir(path, what="output folder"):

@@ -314,18 +314,24 @@ def parse_param_string(s, what="parameter string"):
     return pairs
 
 
-def load_param_file(path):
-    """Reads `gru4rec_params = OrderedDict([...])` from a parameter file without executing code."""
+def read_text(path, what, error=ValueError):
+    """The text of a small UTF-8 file; `error` names `what` (e.g. "parameter file") when the
+    file is missing, a directory, unreadable or not UTF-8."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
         if isinstance(e, FileNotFoundError):
-            raise ValueError(f"Parameter file not found: {path}") from None
+            raise error(f"{what[0].upper()}{what[1:]} not found: {path}") from None
         why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
-        raise ValueError(f"Cannot read parameter file {path}: {why}") from None
+        raise error(f"Cannot read {what} {path}: {why}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"Cannot read parameter file {path}: it is not UTF-8 text") from None
+        raise error(f"Cannot read {what} {path}: it is not UTF-8 text") from None
+
+
+def load_param_file(path):
+    """Reads `gru4rec_params = OrderedDict([...])` from a parameter file without executing code."""
+    text = read_text(path, "parameter file")
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as e:

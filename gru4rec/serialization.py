@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import item_ids
+from .data import check_readable, item_ids
 
 FORMAT = "gru4rec-pytensor"
 VERSION = 1
@@ -210,16 +210,7 @@ def _saved_item_ids(path, array):
 
 def check_model_path(path):
     """Raises ModelFileError when `path` is missing, a directory or unreadable (load's first checks)."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"Model file not found: {path}")
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a directory, not a model file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise ModelFileError(f"Cannot read the model file {path}: {e.strerror or type(e).__name__}") from None
+    check_readable(path, "model file", ModelFileError)
 
 
 def load(path):

@@ -35,6 +35,14 @@ def ref_cfg(p, pop):
                 learning_rate=p["learning_rate"], momentum=p["momentum"], lmbd=p["lmbd"])
 
 
+def ref_inputs(p, emb, hid, H):
+    """The dropout masks (none for the one-hot input) and hidden states of a step as the
+    float64 reference takes them."""
+    masks = {"embed": emb.astype(np.float64) if ref.embedding_mode(p) != "none" else None,
+             "hidden": [m.astype(np.float64) for m in hid]}
+    return masks, [h.astype(np.float64) for h in H]
+
+
 def random_weights(p, rng, n_items):
     """Spec-8 weights plus non-zero biases, so the bias paths are exercised too."""
     W = init_weights(n_items, p)

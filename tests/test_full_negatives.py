@@ -11,7 +11,7 @@ from gru4rec import GRU4Rec
 from gru4rec.model import sparse_names
 
 from . import reference as ref
-from .stephelpers import case_id, compiled_step, make_params, random_weights, ref_cfg, to_ref
+from .stephelpers import case_id, compiled_step, make_params, random_weights, ref_cfg, ref_inputs, to_ref
 
 N = 9  # items
 
@@ -49,9 +49,7 @@ def test_full_step_matches_reference(case, fused):
 
     Wr = to_ref(W, p)
     cfg = dict(ref_cfg(p, pop.astype(np.float64)), negatives="full")
-    masks = {"embed": emb.astype(np.float64) if mode != "none" else None,
-             "hidden": [m.astype(np.float64) for m in hid]}
-    H64 = [h.astype(np.float64) for h in H]
+    masks, H64 = ref_inputs(p, emb, hid, H)
     loss, refH, _ = ref.forward(Wr, x, y, None, H64, cfg, masks)
     assert cost == pytest.approx(loss / B, rel=2e-5, abs=1e-6)
     for a, b in zip(newH, refH):

@@ -15,7 +15,8 @@ from gru4rec.model import Network, sparse_names
 from gru4rec.training import Trainer
 
 from . import reference as ref
-from .stephelpers import case_id, compiled_step, expanded, make_params, random_weights, ref_cfg, to_ref, with_fused
+from .stephelpers import (case_id, compiled_step, expanded, make_params, random_weights, ref_cfg, ref_inputs,
+                          to_ref, with_fused)
 
 N = 9
 
@@ -79,9 +80,7 @@ def test_step_matches_reference(case, fused):
 
     Wr = to_ref(W, p)
     cfg = ref_cfg(p, pop.astype(np.float64))
-    masks = {"embed": emb.astype(np.float64) if ref.embedding_mode(p) != "none" else None,
-             "hidden": [m.astype(np.float64) for m in hid]}
-    H64 = [h.astype(np.float64) for h in H]
+    masks, H64 = ref_inputs(p, emb, hid, H)
     loss, refH, _ = ref.forward(Wr, x, y, samples, H64, cfg, masks)
     assert cost == pytest.approx(loss / B, rel=2e-5, abs=1e-6)
     for a, b in zip(newH, refH):

@@ -7,7 +7,6 @@ import math
 import re
 import warnings
 from decimal import Decimal
-from pathlib import Path
 
 from .. import params as P
 
@@ -116,15 +115,7 @@ def _check_range(name, dtype, values, step, log, bad):
 
 def load_space(path):
     """Reads a JSON-lines parameter space file (spec 9.4) into a list of Param."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        if isinstance(e, FileNotFoundError):
-            raise SpaceError(f"Parameter space file not found: {path}") from None
-        why = "it is a directory" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__
-        raise SpaceError(f"Cannot read parameter space file {path}: {why}") from None
-    except UnicodeDecodeError:
-        raise SpaceError(f"Cannot read parameter space file {path}: it is not UTF-8 text") from None
+    text = P.read_text(path, "parameter space file", SpaceError)
     space, seen = [], set()
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
