@@ -55,7 +55,8 @@ def parse_args(argv):
                         "tf32 is faster on A100/H100 but rounds the inputs of every product)")
     add_evaluation_options(p, metric_help="metric printed by -lpm: recall (= hr), mrr or ndcg (default: recall)")
     p.add_argument("-lpm", "--log_primary_metric", action="store_true",
-                   help="print PRIMARY METRIC: <value> (first cut-off) at the end")
+                   help="print PRIMARY METRIC: <value> (first cut-off) at the end; without -t, the "
+                        "best epoch's value on --valid")
     p.add_argument("--test_against_items", metavar="N_TEST_ITEMS", type=int,
                    help="rank targets against the N most popular training items only (N >= 50000)")
     add_sequence_options(p)
@@ -94,12 +95,14 @@ def run(args):
     except (ImportError, AttributeError) as e:
         return fail(f"ERROR. Cannot import GRU4Rec from module {args.gru4rec_model!r}: {e}")
     check_before_work(args)
-    items = data = None
+    items = data = best = None
     if args.load_model:
         print(f"Loading trained model from file: {args.path}")
         gru = model_class.load(args.path, device=args.device, backend=args.backend, precision=args.precision)
     else:
-        gru, items, data = train(model_class, args)
+        gru, items, data, best = train(model_class, args)
+    if args.log_primary_metric and not args.test and best is not None:
+        print(f"PRIMARY METRIC: {best.value}")  # the validation file is the test file
     history = None if args.history is None else load_history(args, data)
     for test_path in args.test or []:
         if history is None:
@@ -182,8 +185,8 @@ def create_model(model_class, args):
 
 def train(model_class, args):
     """Creates the model, trains it on PATH and saves it (-s); returns it, the items targets
-    are ranked against (--test_against_items; None: all) and the training data (the history
-    of --history without files)."""
+    are ranked against (--test_against_items; None: all), the training data (the history
+    of --history without files) and the BestEpoch of --valid (or None)."""
     gru = create_model(model_class, args)
     print("Loading training data...")
     data = load_data(args.path, args)
@@ -203,7 +206,7 @@ def train(model_class, args):
     if args.save_model is not None:
         print(f"Saving trained model to: {args.save_model}")
         gru.save(args.save_model)
-    return gru, items, data
+    return gru, items, data, best
 
 
 def epoch_selection(gru, data, args):

@@ -188,20 +188,22 @@ def _softmax(R):
 
 
 def scores_and_target(net, R, y, noise=None):
-    """(S, t): the scores after the final activation of the raw scores R (B x columns) and
-    each row's score of its target column y. `noise` (the tiebreaking mode) is added to S.
+    """(S, at): the scores after the final activation of the raw scores R (B x columns) and
+    a function at(cols) of each row's scores at its columns cols (B x k), computed from the
+    same values as S, so that they equal S's bit for bit. `noise` (the tiebreaking mode) is
+    added to S. The target's score is at(y[:, None])[:, 0].
 
-    Without noise the target's score is computed from its raw score, not gathered from S, so
-    that XLA fuses the activation into the counting pass instead of storing S."""
-    ar = pt.arange(R.type.shape[0], dtype="int32")
+    `at` does not gather from S: that would make XLA store S, which it otherwise computes
+    inside the counting pass."""
+    rows = pt.arange(R.type.shape[0], dtype="int32")[:, None]
     act = score_activation(net)
     if noise is not None:
         S = act(R) + noise
-        return S, S[ar, y]
+        return S, lambda cols: S[rows, cols]
     if net.final_act in ("softmax", "softmax_logit"):
         E, Z = _softmax(R)
-        return E / Z[:, None], E[ar, y] / Z
-    return act(R), act(R[ar, y])
+        return E / Z[:, None], lambda cols: E[rows, cols] / Z[:, None]
+    return act(R), lambda cols: act(R[rows, cols])
 
 
 class PaddedOutput:
@@ -277,8 +279,8 @@ class Evaluator:
         if cand is None:
             R = self.output.raw_scores(out)
             rng, noise = _tie_noise(rng, R.shape)
-            S, t = scores_and_target(net, R, y, noise)
-            gt, eq = rank_counts(S, t, y, net.n_items)
+            S, at = scores_and_target(net, R, y, noise)
+            gt, eq = rank_counts(S, at(y[:, None])[:, 0], y, net.n_items)
             eq = eq + 1
         else:
             gt, eq, rng = _candidate_counts(net, out, y, cand, rng, self.B)

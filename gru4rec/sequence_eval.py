@@ -84,8 +84,10 @@ class Scorer:
     columns each to exclude -> (#items scoring above the target, #items tying with it,
     the target included), over all items.
 
-    rank_counts leaves each row's target column out, so the target is never excluded by
-    its own row's list (and the list may be padded with the target column)."""
+    The excluded items are counted over all items like the rest and then taken off the
+    counts, from their gathered scores: writing -inf into the score matrix instead would
+    make XLA store the whole matrix and pass over it twice more. A row's list holds distinct
+    items and may be padded with the row's target column, which neither count includes."""
 
     def __init__(self, net, batch_size, n_seen, mode, tiebreak=False, seed=42):
         self.output = PaddedOutput(net)
@@ -99,9 +101,12 @@ class Scorer:
             rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng")
             new_rng, u = rng.uniform(0, 1, size=R.shape, dtype="float32")
             updates, noise = [(rng, new_rng)], np.float32(1e-10) * u
-        S, t = scores_and_target(net, R, y, noise)
-        S = pt.set_subtensor(S[pt.arange(B, dtype="int32")[:, None], seen], np.float32(-np.inf))
+        S, at = scores_and_target(net, R, y, noise)
+        t = at(y[:, None])[:, 0]
         gt, eq = rank_counts(S, t, y, net.n_items)
+        S_seen, other = at(seen), pt.neq(seen, y[:, None])
+        gt = gt - (other & (S_seen > t[:, None])).sum(axis=1, dtype="int32")
+        eq = eq - (other & pt.eq(S_seen, t[:, None])).sum(axis=1, dtype="int32")
         self.fn = pytensor.function([h, y, seen], [gt, eq + 1], updates=updates, mode=mode)
 
 

@@ -116,6 +116,17 @@ def test_cli_refuses_bad_selection_arguments(split_dir, extra, message):
     assert "Started training" not in out
 
 
+def test_cli_without_test_file_reports_the_best_validation_value(split_dir):
+    """-lpm without -t: the best epoch's validation value is the PRIMARY METRIC (what paropt's
+    trials read), and no evaluation runs after training."""
+    rc, out, err = run_cli([split_dir / "train.tsv", "-ps", PARAMS, "--history", "--valid", split_dir / "valid.tsv",
+                            "--valid-every", "1", "-m", "10", "-pm", "ndcg", "-lpm"])
+    assert rc == 0, err
+    curve = [float(v) for _, v, _ in VALID_LINE.findall(out)]
+    assert float(re.search(r"PRIMARY METRIC: (\S+)", out)[1]) == pytest.approx(max(curve), abs=1e-6)
+    assert "Starting evaluation" not in out
+
+
 def test_cli_refuses_valid_with_load(split_dir, tmp_path):
     rc, _, err = run_cli([tmp_path / "m.pickle", "-l", "-t", split_dir / "valid.tsv",
                           "--valid", split_dir / "valid.tsv", "--valid-every", "1"])
@@ -142,5 +153,12 @@ def test_paropt_sweep_with_full_negatives_and_epoch_choice(split_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "3 trials (3 complete)" in r.stdout
     assert r.stdout.count("Best epoch by validation ndcg@10:") == 4  # 3 trials and the final run
-    assert "Running final eval @[5, 10]:" in r.stdout and "HR@10:" in r.stdout.split("Running final eval")[1]
-    assert (tmp_path / "study.db").exists()
+    trials_out, final_out = r.stdout.split("Running final eval @[5, 10]:")
+    assert "Starting evaluation" not in trials_out  # a trial's value is its best validation value
+    assert "HR@10:" in final_out
+    import optuna
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    for t in study.trials:
+        assert 1 <= t.user_attrs["best_epoch"] <= t.params["n_epochs"]
+        assert f"Validation ndcg@10 after epoch {t.user_attrs['best_epoch']}: {t.value:.6f}" in trials_out
+    assert re.search(r"rank\s+trial\s+value\s+duration\s+epoch\s+parameters", r.stdout)

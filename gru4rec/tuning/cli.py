@@ -215,9 +215,10 @@ def _final_eval(study, runner, space, args, have_best):
     ps = param_string(args.fixed_parameters, ordered_params(study.best_trial, space))
     cuts, choice = args.final_measure, []
     if args.valid_every is not None:  # the run chooses its epoch by -pm at its first cut-off, as the trials did
-        cuts, choice = [args.measure] + [c for c in cuts if c != args.measure], ["-pm", args.primary_metric]
+        cuts = [args.measure] + [c for c in cuts if c != args.measure]
+        choice = ["-pm", args.primary_metric, "-t", args.test_path]
     cmd = runner.base_command() + ["-ps", ps, "-m"] + [str(c) for c in cuts] + choice + runner.keys()
-    rc, _, last, _ = runner.run(cmd)
+    rc, _, last, _, _ = runner.run(cmd)
     if rc != 0:
         print(f"ERROR. The final run exited with status {rc}" + (f": {last}" if last else ""), file=sys.stderr)
         return 1

@@ -28,12 +28,15 @@ def _best_lines(study, space, args, top):
     if not done:
         return ["No trial has completed."]
     metric = f"{METRIC_NAMES[args.primary_metric]}@{args.measure}"
+    epochs = args.valid_every is not None  # each trial's epoch chosen by validation
     lines = [f"Best {min(top, len(done))} trials by {metric}:",
-             f"{'rank':>4}  {'trial':>5}  {'value':>10}  {'duration':>9}  parameters"]
+             f"{'rank':>4}  {'trial':>5}  {'value':>10}  {'duration':>9}  " + ("epoch  " if epochs else "")
+             + "parameters"]
     for rank, t in enumerate(done[:top], 1):
         dur = f"{t.duration.total_seconds():.1f}s" if t.duration is not None else "-"
+        epoch = f"{t.user_attrs.get('best_epoch', '-'):>5}  " if epochs else ""
         ps = ",".join(f"{k}={v}" for k, v in ordered_params(t, space).items())
-        lines.append(f"{rank:>4}  {t.number:>5}  {t.value:>10.6f}  {dur:>9}  {ps}")
+        lines.append(f"{rank:>4}  {t.number:>5}  {t.value:>10.6f}  {dur:>9}  {epoch}{ps}")
     return lines
 
 

@@ -16,6 +16,7 @@ import gru4rec
 from .space import param_string
 
 METRIC_LINE = re.compile(r"^PRIMARY METRIC:\s*(\S+)")
+EPOCH_LINE = re.compile(r"^Best epoch by validation \S+: (\d+) ")
 RUN_MODULE = "gru4rec.cli"
 
 
@@ -70,14 +71,16 @@ class Runner:
 
     def base_command(self):
         a = self.args
-        return self.launcher() + [a.path, "-t", a.test_path, "-g", a.gru4rec_model,
-                                  "-d", a.device, "--backend", a.backend] + self.sequence_options() \
-            + self.selection_options()
+        return self.launcher() + [a.path] + self.selection_options() \
+            + ["-g", a.gru4rec_model, "-d", a.device, "--backend", a.backend] + self.sequence_options()
 
     def selection_options(self):
-        """--valid-every as given to paropt: each run chooses its epoch on the tuning file."""
+        """-t TEST_PATH, or with --valid-every, --valid TEST_PATH: each run chooses its epoch
+        on the tuning file, and its best epoch's value is the trial's (no second evaluation)."""
         a = self.args
-        return [] if a.valid_every is None else ["--valid", a.test_path, "--valid-every", str(a.valid_every)]
+        if a.valid_every is None:
+            return ["-t", a.test_path]
+        return ["--valid", a.test_path, "--valid-every", str(a.valid_every)]
 
     def sequence_options(self):
         """--history/--keep-seen as given to paropt: every run evaluates the same way."""
@@ -95,14 +98,15 @@ class Runner:
             print(f"[{tag}] {line}" if tag else line, flush=True)
 
     def run(self, cmd, tag=None, timeout=None):
-        """Runs cmd, echoing each output line; returns (status, first metric text or None, last line, timed out)."""
+        """Runs cmd, echoing each output line; returns (status, first metric text or None, last
+        line, timed out, chosen epoch or None)."""
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", env=self.env)
         with self.lock:
             self.children.add(proc)
         timer, expired = _kill_after(proc, timeout) if timeout else (None, None)
         try:
-            metric, last = self._follow(proc, tag)
+            metric, last, epoch = self._follow(proc, tag)
             status = proc.wait()
         finally:
             if timer:
@@ -112,21 +116,25 @@ class Runner:
                 proc.wait()
             with self.lock:
                 self.children.discard(proc)
-        return status, metric, last, bool(expired and expired.is_set())
+        return status, metric, last, bool(expired and expired.is_set()), epoch
 
     def _follow(self, proc, tag):
-        """Echoes the child's lines until it closes its output; (first metric text, last line)."""
-        metric, last = None, ""
+        """Echoes the child's lines until it closes its output; (first metric text, last line,
+        epoch chosen by validation or None)."""
+        metric, last, epoch = None, "", None
         for line in proc.stdout:
             line = line.rstrip()
             self.echo(line, tag)
             if line:
                 last = line
+            m = EPOCH_LINE.match(line.strip())
+            if m:
+                epoch = int(m.group(1))
             if metric is None:
                 m = METRIC_LINE.match(line.strip())
                 if m:
                     metric = m.group(1)
-        return metric, last
+        return metric, last, epoch
 
     def stop_all(self):
         with self.lock:
@@ -150,8 +158,10 @@ class Runner:
             trial.set_user_attr("worker", worker)
             cmd = self.base_command() + ["-ps", ps, "-m", str(a.measure), "-pm", a.primary_metric, "-lpm"] + self.keys()
             try:
-                value, reason = judge(*self.run(cmd, f"trial {trial.number}" if self.prefix else None,
-                                                a.trial_timeout), a.trial_timeout)
+                *outcome, epoch = self.run(cmd, f"trial {trial.number}" if self.prefix else None, a.trial_timeout)
+                value, reason = judge(*outcome, a.trial_timeout)
+                if epoch is not None:
+                    trial.set_user_attr("best_epoch", epoch)
             except OSError as e:
                 value, reason = None, f"could not start {a.run_script or ' '.join(self.launcher())}: {e}"
             except KeyboardInterrupt:
