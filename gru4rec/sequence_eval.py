@@ -105,8 +105,8 @@ class Scorer:
         t = at(y[:, None])[:, 0]
         gt, eq = rank_counts(S, t, y, net.n_items)
         S_seen, other = at(seen), pt.neq(seen, y[:, None])
-        gt = gt - (other & (S_seen > t[:, None])).sum(axis=1, dtype="int32")
-        eq = eq - (other & pt.eq(S_seen, t[:, None])).sum(axis=1, dtype="int32")
+        gt = gt - (other & (S_seen > t[:, None])).sum(axis=1, dtype="int32", acc_dtype="int32")
+        eq = eq - (other & pt.eq(S_seen, t[:, None])).sum(axis=1, dtype="int32", acc_dtype="int32")
         self.fn = pytensor.function([h, y, seen], [gt, eq + 1], updates=updates, mode=mode)
 
 

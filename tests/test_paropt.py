@@ -12,6 +12,7 @@ import textwrap
 from glob import glob
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gru4rec import tuning as paropt
@@ -42,6 +43,21 @@ def trials_of(storage, name):
     if isinstance(storage, str):
         storage = paropt.open_storage(storage)  # also picks the installed PostgreSQL driver
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_sequence_space_ends_make_valid_models():
+    """Every end of every range and every option of the Beauty sweep's space, with the fixed
+    parameters docs/sequence.md gives it, is a valid model (a sweep wastes no trial on it)."""
+    from gru4rec import GRU4Rec
+    space = paropt.load_space(ROOT / "paramspaces" / "gru4rec_sequence_xe_parspace.json")
+    fixed = dict(loss="cross-entropy", final_act="softmax", constrained_embedding=True, adapt_params=[0.9, 0.999])
+    assert {p.name for p in space} >= {"layers", "batch_size", "dropout_p_embed", "dropout_p_hidden",
+                                       "learning_rate", "momentum", "adapt", "bptt", "n_sample", "sample_alpha",
+                                       "logq", "n_epochs"}
+    for p in space:
+        for v in p.values:
+            m = GRU4Rec(**fixed, **{p.name: [v] if p.name == "layers" else v})
+            assert getattr(m.params, p.name) == ([v] if p.name == "layers" else v)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,6 +229,58 @@ STUB = textwrap.dedent("""\
     elif mode == "hang":
         time.sleep(60)
 """)
+
+
+PRUNE_STUB = textwrap.dedent("""\
+    import os, sys, time
+    ps = dict(p.split("=") for p in sys.argv[sys.argv.index("-ps") + 1].split(","))
+    x = int(ps["x"])
+    if "-lpm" not in sys.argv:
+        print("FINAL RUN", x)
+        sys.exit(0)
+    for epoch in (1, 2, 3):
+        print(f"Validation ndcg@10 after epoch {epoch}: {x / 1000:.6f} (best: epoch 1)", flush=True)
+        time.sleep(0.5)
+    print(f"Best epoch by validation ndcg@10: 1 ({x / 1000:.6f}); the model keeps its weights")
+    print(f"PRIMARY METRIC: {x / 1000}")
+    open(os.path.join(os.environ["STUB_DONE"], str(x)), "w").close()
+""")
+
+
+def test_prune_stops_trials_below_the_median(tmp_path):
+    """--prune: from the 6th trial on, a trial whose first validation value is below the
+    median of the completed trials' is killed then, recorded as PRUNED with that value."""
+    stub = tmp_path / "stub_run.py"
+    stub.write_text(PRUNE_STUB)
+    for f in ("tr.tsv", "va.tsv"):
+        (tmp_path / f).write_text("SessionId\tItemId\tTime\n")
+    (tmp_path / "done").mkdir()
+    space = write_space(tmp_path / "s.json", [{"name": "x", "dtype": "int", "values": [1, 999]}])
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "--run-script", stub, "-nt", 12, "--seed", 3,
+                    "--valid-every", 1, "--prune", "-pm", "ndcg", "-m", 10, "-fm", 10,
+                    "--storage", storage, "--study-name", "p"], tmp_path,
+                   env=dict(os.environ, STUB_DONE=str(tmp_path / "done")))
+    assert r.returncode == 0, r.stderr
+    trials = sorted(trials_of(storage, "p"), key=lambda t: t.number)
+    done = {int(f.name) for f in (tmp_path / "done").iterdir()}
+    assert [t.state.name for t in trials[:5]] == ["COMPLETE"] * 5
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, "no trial was pruned"
+    for t in trials:
+        x = t.params["x"]
+        if t.state.name == "PRUNED":
+            earlier = [u.params["x"] for u in trials[:t.number] if u.state.name == "COMPLETE"]
+            assert x < np.median(earlier) and x not in done
+            assert t.user_attrs["pruned_after_epoch"] == 1 and t.value == pytest.approx(x / 1000, abs=1e-6)
+        else:
+            assert t.state.name == "COMPLETE" and x in done and t.value == x / 1000
+    assert f"{len(pruned)} pruned" in r.stdout
+
+
+def test_prune_needs_valid_every(tmp_path):
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", "s.json", "--prune"], tmp_path)
+    assert r.returncode == 1 and "--prune needs --valid-every" in r.stderr
 
 
 def test_failed_trials_are_recorded_and_the_study_goes_on(tmp_path):

@@ -19,6 +19,8 @@ Additions to the original interface:
   --seed S                seed of the TPE sampler
   --plot DIR              optimisation-history and parameter-importance plots (PNG with
                           matplotlib, which --plot needs, and HTML with plotly)
+  --prune                 with --valid-every: a trial whose validation value after an epoch is
+                          below the median of earlier trials' after that epoch stops (PRUNED)
   --trial-timeout S       a trial running longer than S seconds is killed and recorded as failed
   --run-script, --python  another script the trials run instead of gru4rec.cli, and their interpreter
   --history [FILE ...], --keep-seen
@@ -60,6 +62,8 @@ def parse_args(argv):
         p.error("-nt must be >= 0")
     if args.n_jobs < 1:
         p.error("--n-jobs must be >= 1")
+    if args.prune and args.valid_every is None:
+        p.error("--prune needs --valid-every (it stops trials by their validation values)")
     if args.trial_timeout is not None and args.trial_timeout <= 0:
         p.error("--trial-timeout must be > 0")
     if args.storage is not None and not args.study_name:
@@ -104,6 +108,10 @@ def _add_study_options(p):
                    help="seed of the TPE sampler (default: none); give each worker of a shared study its own")
     p.add_argument("--plot", metavar="DIR", type=str, default=None,
                    help="save optimisation-history and parameter-importance plots into DIR (HTML with plotly, PNG)")
+    p.add_argument("--prune", action="store_true",
+                   help="with --valid-every: stop a trial whose validation value after an epoch is below the "
+                        "median of the earlier trials' after the same epoch (Optuna's MedianPruner, from the "
+                        "5th completed trial on); it is recorded as pruned")
     p.add_argument("--trial-timeout", metavar="SECONDS", type=float, default=None,
                    help="kill a trial's run.py after this many seconds and record the trial as failed")
     p.add_argument("--run-script", metavar="PATH", type=str, default=None,

@@ -19,7 +19,10 @@ def open_study(args, space):
     import optuna
     storage = open_storage(args.storage)
     sampler = optuna.samplers.TPESampler(seed=args.seed)
-    study = optuna.create_study(storage=storage, sampler=sampler, study_name=args.study_name,
+    # --prune: a trial whose validation value after an epoch is below the median of the
+    # earlier trials' after the same epoch stops there (from the 5th completed trial on).
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5) if args.prune else optuna.pruners.NopPruner()
+    study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=args.study_name,
                                 direction="maximize", load_if_exists=storage is not None)
     if storage is not None:
         _claim_objective(study, objective_signature(args, space), args.study_name)

@@ -17,6 +17,7 @@ from .space import param_string
 
 METRIC_LINE = re.compile(r"^PRIMARY METRIC:\s*(\S+)")
 EPOCH_LINE = re.compile(r"^Best epoch by validation \S+: (\d+) ")
+VALID_LINE = re.compile(r"^Validation \S+ after epoch (\d+): (\S+) ")
 RUN_MODULE = "gru4rec.cli"
 
 
@@ -97,16 +98,16 @@ class Runner:
         with self.lock:
             print(f"[{tag}] {line}" if tag else line, flush=True)
 
-    def run(self, cmd, tag=None, timeout=None):
+    def run(self, cmd, tag=None, timeout=None, watch=None):
         """Runs cmd, echoing each output line; returns (status, first metric text or None, last
-        line, timed out, chosen epoch or None)."""
+        line, timed out, chosen epoch or None). watch(line) returning True kills the child."""
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 errors="replace", env=self.env)
         with self.lock:
             self.children.add(proc)
         timer, expired = _kill_after(proc, timeout) if timeout else (None, None)
         try:
-            metric, last, epoch = self._follow(proc, tag)
+            metric, last, epoch = self._follow(proc, tag, watch)
             status = proc.wait()
         finally:
             if timer:
@@ -118,13 +119,15 @@ class Runner:
                 self.children.discard(proc)
         return status, metric, last, bool(expired and expired.is_set()), epoch
 
-    def _follow(self, proc, tag):
+    def _follow(self, proc, tag, watch):
         """Echoes the child's lines until it closes its output; (first metric text, last line,
         epoch chosen by validation or None)."""
         metric, last, epoch = None, "", None
         for line in proc.stdout:
             line = line.rstrip()
             self.echo(line, tag)
+            if watch is not None and watch(line.strip()):
+                proc.kill()
             if line:
                 last = line
             m = EPOCH_LINE.match(line.strip())
@@ -154,11 +157,17 @@ class Runner:
         worker = f"{socket.gethostname()}:{os.getpid()}"
 
         def objective(trial):
+            import optuna
             ps = param_string(a.fixed_parameters, {p.name: p.suggest(trial) for p in space})
             trial.set_user_attr("worker", worker)
             cmd = self.base_command() + ["-ps", ps, "-m", str(a.measure), "-pm", a.primary_metric, "-lpm"] + self.keys()
+            pruned = []
             try:
-                *outcome, epoch = self.run(cmd, f"trial {trial.number}" if self.prefix else None, a.trial_timeout)
+                *outcome, epoch = self.run(cmd, f"trial {trial.number}" if self.prefix else None, a.trial_timeout,
+                                           _pruning_watch(trial, pruned) if a.prune else None)
+                if pruned:
+                    trial.set_user_attr("pruned_after_epoch", pruned[0])
+                    raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
                 value, reason = judge(*outcome, a.trial_timeout)
                 if epoch is not None:
                     trial.set_user_attr("best_epoch", epoch)
@@ -172,6 +181,23 @@ class Runner:
                 raise TrialFailed(reason)
             return value
         return objective
+
+
+def _pruning_watch(trial, pruned):
+    """A Runner.run watch: reports each validation line's value to Optuna at its epoch and
+    answers True (stop the child) when the study's pruner prunes the trial; the epoch is then
+    appended to `pruned`."""
+    def watch(line):
+        m = VALID_LINE.match(line)
+        if m is None:
+            return False
+        epoch, value = int(m.group(1)), float(m.group(2))
+        trial.report(value, epoch)
+        if trial.should_prune():
+            pruned.append(epoch)
+            return True
+        return False
+    return watch
 
 
 def _kill_after(proc, timeout):
