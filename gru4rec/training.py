@@ -367,7 +367,7 @@ class Trainer:
     def _body(self, names, carry):
         """The scan body: the sequences' slices (in the order of `names`), then the carries."""
         p = self.net.p
-        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p.logq and p.draws_samples else None
+        logpop = pt.constant(np.r_[np.log(self.net.pop), 0].astype(np.float32)) if p.logq and p.negatives == "sampled" else None
         n = len(names)
 
         def body(*args):

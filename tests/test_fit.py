@@ -60,6 +60,16 @@ def test_other_modes_train(synthetic_train, ps, capsys):
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
 
 
+def test_logq_with_in_batch_negatives_only(synthetic_train):
+    """logQ corrects the in-batch targets' scores also without extra samples (spec 4.6): the
+    trainer must build the popularity table then too."""
+    data = small(synthetic_train, 3000)
+    loss = {logq: GRU4Rec(loss="cross-entropy", final_act="softmax", constrained_embedding=True, layers=[16],
+                          batch_size=16, n_sample=0, logq=logq, n_epochs=1).fit(data).history[0].loss
+            for logq in (0.0, 1.0)}
+    assert np.isfinite(loss[0.0]) and np.isfinite(loss[1.0]) and loss[0.0] != loss[1.0]
+
+
 def test_history_and_callback_match_the_epoch_lines(synthetic_train, capsys):
     """model.history holds one record per epoch, the callback gets the same records as they
     finish, and each record's line is the printed epoch line."""
