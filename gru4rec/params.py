@@ -352,6 +352,18 @@ def load_param_file(path):
                      "with literal values")
 
 
+def param_file_text(pairs, comment=None):
+    """The text of a parameter file (as load_param_file reads it) for (name, value) pairs, the
+    values of GRU4Rec's parameters converted as run.py -ps would convert them (so the file
+    gives the same model), others (of another -g model) as given; `comment` becomes a comment
+    line above the parameters."""
+    lines = ["from collections import OrderedDict", ""]
+    lines += [f"# {comment}"] if comment else []
+    lines.append("gru4rec_params = OrderedDict([")
+    lines += [f"    ({k!r}, {convert(k, v) if k in DEFAULTS else v!r})," for k, v in pairs]
+    return "\n".join(lines + ["])", ""])
+
+
 def _param_pairs(value, path):
     """The (name, value) pairs of a parameter file's OrderedDict(...) argument: a list or tuple
     of 2-item pairs with string names, or a dict literal. ValueError naming the file otherwise."""

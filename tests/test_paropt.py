@@ -259,7 +259,7 @@ def test_prune_stops_trials_below_the_median(tmp_path):
     storage = f"sqlite:///{tmp_path / 'p.db'}"
     r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "--run-script", stub, "-nt", 12, "--seed", 3,
                     "--valid-every", 1, "--prune", "-pm", "ndcg", "-m", 10, "-fm", 10,
-                    "--storage", storage, "--study-name", "p"], tmp_path,
+                    "--storage", storage, "--study-name", "p", "--plot", "plots"], tmp_path,
                    env=dict(os.environ, STUB_DONE=str(tmp_path / "done")))
     assert r.returncode == 0, r.stderr
     trials = sorted(trials_of(storage, "p"), key=lambda t: t.number)
@@ -276,6 +276,43 @@ def test_prune_stops_trials_below_the_median(tmp_path):
         else:
             assert t.state.name == "COMPLETE" and x in done and t.value == x / 1000
     assert f"{len(pruned)} pruned" in r.stdout
+    assert all(t.intermediate_values == ({1: x / 1000, 2: x / 1000, 3: x / 1000} if t.state.name == "COMPLETE"
+                                         else {1: x / 1000}) for t in trials for x in [t.params["x"]])
+    assert (tmp_path / "plots" / "intermediate_values.png").stat().st_size > 0  # the validation curves
+
+
+def test_save_best_writes_a_param_file_with_the_chosen_epoch(tmp_path):
+    """--save-best: -fp and the best trial's drawn parameters as a parameter file, n_epochs the
+    epoch its validation chose; run.py -pf reads it back to the same parameters."""
+    from gru4rec import GRU4Rec
+    from gru4rec.params import load_param_file
+    stub = tmp_path / "stub_run.py"
+    stub.write_text(PRUNE_STUB.replace("(best: epoch 1)", "(best: epoch 2)")
+                    .replace("Best epoch by validation ndcg@10: 1", "Best epoch by validation ndcg@10: 2"))
+    for f in ("tr.tsv", "va.tsv"):
+        (tmp_path / f).write_text("SessionId\tItemId\tTime\n")
+    (tmp_path / "done").mkdir()
+    space = write_space(tmp_path / "s.json", [{"name": "x", "dtype": "int", "values": [1, 999]}])
+    fixed = "loss=cross-entropy,layers=32/16,adapt_params=0.9/0.999,n_epochs=7"
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "--run-script", stub, "-nt", 3, "--seed", 1, "-g", "other",
+                    "-fp", fixed, "--valid-every", 1, "-pm", "ndcg", "-m", 10, "-fm", "--save-best", "best.py"],
+                   tmp_path, env=dict(os.environ, STUB_DONE=str(tmp_path / "done")))
+    assert r.returncode == 0, r.stderr
+    best = max(int(f.name) for f in (tmp_path / "done").iterdir())
+    text = (tmp_path / "best.py").read_text()
+    assert f"NDCG@10 {best / 1000:.6f} on va.tsv, epoch 2 chosen by it" in text
+    assert list(load_param_file(tmp_path / "best.py").items()) == [
+        ("loss", "cross-entropy"), ("layers", [32, 16]), ("adapt_params", [0.9, 0.999]), ("x", best),
+        ("n_epochs", 2)]
+    assert not list(tmp_path.glob(".best.py*"))  # written atomically: no temporary file left
+
+
+def test_save_best_refuses_a_folder_it_cannot_write(tmp_path):
+    for f in ("tr.tsv", "va.tsv"):
+        (tmp_path / f).write_text("SessionId\tItemId\tTime\n")
+    space = write_space(tmp_path / "s.json", [{"name": "layers", "dtype": "int", "values": [8, 16]}])
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "--save-best", "missing/best.py"], tmp_path)
+    assert r.returncode == 1 and "--save-best missing/best.py: the folder missing does not exist" in r.stderr
 
 
 def test_prune_needs_valid_every(tmp_path):

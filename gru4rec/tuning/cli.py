@@ -19,6 +19,7 @@ Additions to the original interface:
   --seed S                seed of the TPE sampler
   --plot DIR              optimisation-history and parameter-importance plots (PNG with
                           matplotlib, which --plot needs, and HTML with plotly)
+  --save-best FILE        the best trial's parameters as a parameter file (run.py -pf FILE)
   --prune                 with --valid-every: a trial whose validation value after an epoch is
                           below the median of earlier trials' after that epoch stops (PRUNED)
   --trial-timeout S       a trial running longer than S seconds is killed and recorded as failed
@@ -41,12 +42,13 @@ missing database driver, a sqlite/journal file in a missing or unwritable direct
 data file or -opf that is missing, a directory or unreadable, --plot without matplotlib or
 into a file or unwritable directory.
 """
+import os
 import sys
 from pathlib import Path
 
 from ..cli_args import (Parser, add_evaluation_options, add_model_options, add_selection_options,
                         add_sequence_options, run_as_command)
-from .report import check_plot_dir, save_plots, summary
+from .report import check_plot_dir, save_best, save_plots, summary
 from .space import check_space, fixed_names, format_space, load_space, param_string
 from .storage import check_storage, driver_hint, mask_url
 from .study import completed_trials, open_study, ordered_params
@@ -108,6 +110,9 @@ def _add_study_options(p):
                    help="seed of the TPE sampler (default: none); give each worker of a shared study its own")
     p.add_argument("--plot", metavar="DIR", type=str, default=None,
                    help="save optimisation-history and parameter-importance plots into DIR (HTML with plotly, PNG)")
+    p.add_argument("--save-best", metavar="FILE", type=str, default=None,
+                   help="write the best trial's parameters (-fp and the drawn ones; with --valid-every, "
+                        "n_epochs = its chosen epoch) as a parameter file for run.py -pf")
     p.add_argument("--prune", action="store_true",
                    help="with --valid-every: stop a trial whose validation value after an epoch is below the "
                         "median of the earlier trials' after the same epoch (Optuna's MedianPruner, from the "
@@ -147,6 +152,20 @@ def refuse_before_trials(args, space):
         check_storage(args.storage)
     if args.plot is not None:
         check_plot_dir(args.plot)
+    if args.save_best is not None:
+        _check_writable_file(args.save_best, "--save-best")
+
+
+def _check_writable_file(path, what):
+    """ValueError unless `path` names a file that can be written (in an existing, writable folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory, not a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{what} {path}: the folder {folder} is not writable")
 
 
 def _check_readable_files(args):
@@ -179,6 +198,8 @@ def main(argv=None):
     have_best = bool(completed_trials(study))
     if args.plot:
         save_plots(study, args.plot)
+    if args.save_best and have_best:
+        save_best(study, space, args)
     status = _final_eval(study, runner, space, args, have_best) if args.final_measure else 0
     print(summary(study, space, args), flush=True)
     return status

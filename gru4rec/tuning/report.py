@@ -1,5 +1,5 @@
-"""What a study reports at its end: the SUMMARY block (states, best trials, failure reasons)
-and the optimisation-history and parameter-importance plots."""
+"""What a study reports at its end: the SUMMARY block (states, best trials, failure reasons),
+the plots and the best parameters as a parameter file."""
 import warnings
 from pathlib import Path
 
@@ -8,7 +8,8 @@ from .study import completed_trials, ordered_params
 
 METRIC_NAMES = {"recall": "Recall", "hr": "HR", "mrr": "MRR", "ndcg": "NDCG"}  # -pm -> the name printed
 PLOTS = [("optimization_history", "plot_optimization_history", 1),  # name, Optuna function,
-         ("param_importances", "plot_param_importances", 2)]        # completed trials it needs
+         ("param_importances", "plot_param_importances", 2),        # completed trials it needs
+         ("intermediate_values", "plot_intermediate_values", 1)]    # --valid-every: the curves
 
 
 def summary(study, space, args, top=5):
@@ -52,6 +53,28 @@ def _failure_lines(trials, shown=5):
     return lines
 
 
+def save_best(study, space, args):
+    """Writes the best trial's parameters (-fp, then the drawn ones) as a parameter file
+    (--save-best), atomically; with --valid-every, n_epochs is the trial's chosen epoch, so
+    that training with the file alone gives the weights the trial measured."""
+    from ..params import param_file_text, parse_param_string
+    best = study.best_trial
+    drawn = ordered_params(best, space)
+    epoch = best.user_attrs.get("best_epoch") if args.valid_every is not None else None
+    if epoch is not None:
+        drawn["n_epochs"] = epoch
+    pairs = [(k, v) for k, v in parse_param_string(args.fixed_parameters, what="-fp") if k not in drawn]
+    metric = f"{METRIC_NAMES[args.primary_metric]}@{args.measure}"
+    comment = (f"paropt.py --save-best: trial {best.number} of study {study.study_name}, "
+               f"{metric} {best.value:.6f} on {Path(args.test_path).name}"
+               + (f", epoch {epoch} chosen by it" if epoch is not None else ""))
+    path = Path(args.save_best)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(param_file_text(pairs + list(drawn.items()), comment))
+    tmp.replace(path)
+    print(f"Saved the best parameters to: {path}")
+
+
 def check_plot_dir(path):
     """--plot needs matplotlib (the PNG plots) and a directory it can create or write into."""
     try:
@@ -67,14 +90,16 @@ def check_plot_dir(path):
 
 
 def save_plots(study, outdir):
-    """Optimisation history and parameter importances as HTML (plotly) and PNG (matplotlib)."""
+    """Optimisation history, parameter importances and, where trials reported validation
+    values (--valid-every), their curves, as HTML (plotly) and PNG (matplotlib)."""
     import optuna
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     n_done = len(completed_trials(study))
     writers = _html_writer() + _png_writer()
     written = []
-    for name, fn, need in PLOTS:
+    curves = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    for name, fn, need in PLOTS if curves else PLOTS[:2]:
         if n_done < need:
             print(f"Skipped the {name} plot: it needs at least {need} completed trial(s), the study has {n_done}")
             continue

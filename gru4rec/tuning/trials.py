@@ -164,7 +164,7 @@ class Runner:
             pruned = []
             try:
                 *outcome, epoch = self.run(cmd, f"trial {trial.number}" if self.prefix else None, a.trial_timeout,
-                                           _pruning_watch(trial, pruned) if a.prune else None)
+                                           None if a.valid_every is None else _validation_watch(trial, pruned))
                 if pruned:
                     trial.set_user_attr("pruned_after_epoch", pruned[0])
                     raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
@@ -183,10 +183,10 @@ class Runner:
         return objective
 
 
-def _pruning_watch(trial, pruned):
-    """A Runner.run watch: reports each validation line's value to Optuna at its epoch and
-    answers True (stop the child) when the study's pruner prunes the trial; the epoch is then
-    appended to `pruned`."""
+def _validation_watch(trial, pruned):
+    """A Runner.run watch: reports each validation line's value to Optuna at its epoch (the
+    study keeps every trial's validation curve) and answers True (stop the child) when the
+    study's pruner (--prune) prunes the trial; the epoch is then appended to `pruned`."""
     def watch(line):
         m = VALID_LINE.match(line)
         if m is None:
