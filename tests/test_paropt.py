@@ -307,6 +307,37 @@ def test_save_best_writes_a_param_file_with_the_chosen_epoch(tmp_path):
     assert not list(tmp_path.glob(".best.py*"))  # written atomically: no temporary file left
 
 
+def test_enqueued_trials_run_first(tmp_path):
+    stub = tmp_path / "stub_run.py"
+    stub.write_text(PRUNE_STUB)
+    for f in ("tr.tsv", "va.tsv"):
+        (tmp_path / f).write_text("SessionId\tItemId\tTime\n")
+    (tmp_path / "done").mkdir()
+    space = write_space(tmp_path / "s.json", [{"name": "x", "dtype": "int", "values": [1, 999]},
+                                              {"name": "c", "dtype": "categorical", "values": [1, "two"]}])
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "--run-script", stub, "-nt", 3, "--seed", 1, "-fm",
+                    "--enqueue", "x=500,c=two", "--enqueue", "x=7", "--storage", storage, "--study-name", "e"],
+                   tmp_path, env=dict(os.environ, STUB_DONE=str(tmp_path / "done")))
+    assert r.returncode == 0, r.stderr
+    trials = sorted(trials_of(storage, "e"), key=lambda t: t.number)
+    assert len(trials) == 3 and trials[0].params == {"x": 500, "c": "two"} and trials[1].params["x"] == 7
+    assert trials[0].user_attrs["enqueued"] == "x=500,c=two" and "enqueued" not in trials[2].user_attrs
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x=5000", "x=5000 is outside the range [1..999]"),
+    ("y=3", "y is not a parameter of the space (x)"),
+    ("x=abc", "x=abc is not a number of type int"),
+])
+def test_enqueue_refuses_values_outside_the_space(tmp_path, text, message):
+    for f in ("tr.tsv", "va.tsv"):
+        (tmp_path / f).write_text("SessionId\tItemId\tTime\n")
+    space = write_space(tmp_path / "s.json", [{"name": "x", "dtype": "int", "values": [1, 999]}])
+    r = run_paropt(["tr.tsv", "va.tsv", "-opf", space, "-g", "other", "--enqueue", text], tmp_path)
+    assert r.returncode == 1 and message in r.stderr and len(r.stderr.splitlines()) == 1
+
+
 def test_save_best_refuses_a_folder_it_cannot_write(tmp_path):
     for f in ("tr.tsv", "va.tsv"):
         (tmp_path / f).write_text("SessionId\tItemId\tTime\n")

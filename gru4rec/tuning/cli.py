@@ -19,6 +19,7 @@ Additions to the original interface:
   --seed S                seed of the TPE sampler
   --plot DIR              optimisation-history and parameter-importance plots (PNG with
                           matplotlib, which --plot needs, and HTML with plotly)
+  --enqueue PARAMS        a trial (name=value,... of the space) to run first; repeatable
   --save-best FILE        the best trial's parameters as a parameter file (run.py -pf FILE)
   --prune                 with --valid-every: a trial whose validation value after an epoch is
                           below the median of earlier trials' after that epoch stops (PRUNED)
@@ -49,7 +50,7 @@ from pathlib import Path
 from ..cli_args import (Parser, add_evaluation_options, add_model_options, add_selection_options,
                         add_sequence_options, run_as_command)
 from .report import check_plot_dir, save_best, save_plots, summary
-from .space import check_space, fixed_names, format_space, load_space, param_string
+from .space import check_space, enqueued_params, fixed_names, format_space, load_space, param_string
 from .storage import check_storage, driver_hint, mask_url
 from .study import completed_trials, open_study, ordered_params
 from .trials import Runner, TrialFailed
@@ -110,6 +111,9 @@ def _add_study_options(p):
                    help="seed of the TPE sampler (default: none); give each worker of a shared study its own")
     p.add_argument("--plot", metavar="DIR", type=str, default=None,
                    help="save optimisation-history and parameter-importance plots into DIR (HTML with plotly, PNG)")
+    p.add_argument("--enqueue", metavar="PARAMS", action="append", default=[],
+                   help="a trial to run before the sampler's, as name=value,... of the space's parameters "
+                        "(the others drawn); repeat for several, e.g. to start from known good settings")
     p.add_argument("--save-best", metavar="FILE", type=str, default=None,
                    help="write the best trial's parameters (-fp and the drawn ones; with --valid-every, "
                         "n_epochs = its chosen epoch) as a parameter file for run.py -pf")
@@ -154,6 +158,8 @@ def refuse_before_trials(args, space):
         check_plot_dir(args.plot)
     if args.save_best is not None:
         _check_writable_file(args.save_best, "--save-best")
+    for text in args.enqueue:
+        enqueued_params(text, space)
 
 
 def _check_writable_file(path, what):
@@ -192,6 +198,8 @@ def main(argv=None):
     study = _open_study(args, space)
     if study is None:
         return 1
+    for text in args.enqueue:
+        study.enqueue_trial(enqueued_params(text, space), user_attrs={"enqueued": text})
     runner = Runner(args)
     if not _optimize(study, runner, space, args):
         return 130

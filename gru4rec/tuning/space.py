@@ -51,6 +51,34 @@ class Param:
         return d
 
 
+def enqueued_params(text, space):
+    """The space's parameters of an --enqueue string 'name=value,...' as the trial would draw
+    them (int, float or the matching option); ValueError for a name outside the space or a
+    value outside its range or options."""
+    by_name = {p.name: p for p in space}
+    out = {}
+    for k, v in P.parse_param_string(text, what="--enqueue"):
+        p = by_name.get(k)
+        if p is None:
+            raise ValueError(f"--enqueue {text}: {k} is not a parameter of the space "
+                             f"({', '.join(by_name)})")
+        if p.dtype == "categorical":
+            match = [o for o in p.values if str(o) == v]
+            if not match:
+                raise ValueError(f"--enqueue {text}: {k}={v} is not one of the options "
+                                 f"{', '.join(map(str, p.values))}")
+            out[k] = match[0]
+            continue
+        try:
+            x = int(v) if p.dtype == "int" else float(v)
+        except ValueError:
+            raise ValueError(f"--enqueue {text}: {k}={v} is not a number of type {p.dtype}") from None
+        if not p.values[0] <= x <= p.values[1]:
+            raise ValueError(f"--enqueue {text}: {k}={v} is outside the range [{p.values[0]}..{p.values[1]}]")
+        out[k] = x
+    return out
+
+
 def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
