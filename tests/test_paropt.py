@@ -120,6 +120,21 @@ PARAMFILES = {  # spec 9.3: loss, final_act, layers, batch_size, p_embed, p_hidd
 }
 
 
+def test_beauty_paramfile_is_the_sweeps_output():
+    """paramfiles/beauty_xe_best.py, as --save-best wrote it: the sequence space's parameters
+    with the sweep's fixed ones, loadable by run.py -pf."""
+    from gru4rec import GRU4Rec
+    from gru4rec.params import load_param_file
+    path = ROOT / "paramfiles" / "beauty_xe_best.py"
+    assert "# paropt.py --save-best: trial " in path.read_text()
+    space = paropt.load_space(ROOT / "paramspaces" / "gru4rec_sequence_xe_parspace.json")
+    got = load_param_file(path)
+    assert list(got)[:4] == ["loss", "final_act", "constrained_embedding", "adapt_params"]
+    assert list(got)[4:] == [p.name for p in space]
+    m = GRU4Rec.from_param_file(str(path))
+    assert (m.params.loss, m.params.final_act, m.params.constrained_embedding) == ("cross-entropy", "softmax", True)
+
+
 @pytest.mark.parametrize("name", sorted(PARAMFILES))
 def test_paramfiles_of_the_spec(name):
     from gru4rec import GRU4Rec
