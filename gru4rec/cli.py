@@ -101,7 +101,7 @@ def run(args):
         gru = model_class.load(args.path, device=args.device, backend=args.backend, precision=args.precision)
     else:
         gru, items, data, best = train(model_class, args)
-    if args.log_primary_metric and not args.test and best is not None:
+    if args.log_primary_metric and not args.test and best is not None and best.epoch is not None:
         print(f"PRIMARY METRIC: {best.value}")  # the validation file is the test file
     history = None if args.history is None else load_history(args, data)
     for test_path in args.test or []:
