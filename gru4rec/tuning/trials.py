@@ -126,15 +126,16 @@ class Runner:
         for line in proc.stdout:
             line = line.rstrip()
             self.echo(line, tag)
-            if watch is not None and watch(line.strip()):
+            text = line.strip()
+            if watch is not None and watch(text):
                 proc.kill()
             if line:
                 last = line
-            m = EPOCH_LINE.match(line.strip())
+            m = EPOCH_LINE.match(text)
             if m:
                 epoch = int(m.group(1))
             if metric is None:
-                m = METRIC_LINE.match(line.strip())
+                m = METRIC_LINE.match(text)
                 if m:
                     metric = m.group(1)
         return metric, last, epoch
