@@ -1,4 +1,5 @@
-"""Side-by-side faithfulness check of this package against the official PyTorch port of GRU4Rec.
+"""Side-by-side faithfulness check of this package against the official PyTorch port of GRU4Rec
+and against the original Theano code.
 
 Why: unit tests compare this package with a NumPy reference of the algorithm, which shares
 our reading of the spec. The official PyTorch port (hidasib/GRU4Rec_PyTorch_Official) is an
@@ -16,6 +17,15 @@ repository: pass a checkout of it with `--peer DIR` and a Python with torch, num
 pandas<2.2 and joblib with `--peer-python`. The port reads uncompressed TSV only, so its input
 is decompressed to a temporary folder. The port is slow on a CPU: `--json` saves everything,
 and `--peer-json FILE` reuses the port's runs from such a file instead of running it again.
+
+The original (hidasib/GRU4Rec, Theano) is a third, optional side: `--original DIR` is a checkout
+of it prepared to run on a CPU (docs/faithfulness.md gives the recipe: Python 3.8, theano 1.0.5,
+three edits), `--original-python` its venv's Python. It reads this package's parameter names,
+runs with THEANO_FLAGS=device=cpu,floatX=float32, and gets run i's seed (42 + i) in the
+environment variable GRU4REC_SEED, which the recipe's local patch reads (the original itself has
+fixed seeds). Against the original, a configuration passes when this package's means of
+Recall@20 and MRR@20 lie within the range of the original's runs, or within 1 % of its mean
+where all its runs agree.
 
 Configurations (acceptance: |relative difference| of the means of Recall@20 and MRR@20):
   a  RSC15 README parameters (XE, constrained embedding, logq=1), yoochoose-100k, 3 epochs,
@@ -48,7 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 CUTOFFS = (1, 5, 10, 20)
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "THEANO_FLAGS")
+SIDES = OrderedDict([("self", "this package"), ("peer", "port"), ("original", "original")])
 
 XE_README = OrderedDict([
     ("loss", "cross-entropy"), ("final_act", "softmax"), ("constrained_embedding", True),
@@ -70,6 +81,8 @@ CONFIGS = OrderedDict([
 ])
 
 EPOCH_RE = re.compile(r"^Epoch(\d+) --> loss: (\S+)")
+SPEED_RE = re.compile(r"\[(\S+) mb/s")
+EVAL_TIME_RE = re.compile(r"^Evaluation took (\S+)s")
 NAN_RE = re.compile(r"^(?:Epoch)?(\d+): NaN error!")
 METRIC_RE = re.compile(r"^Recall@(\d+): (\S+) MRR@(\d+): (\S+)\s*$")
 TRAIN_TIME_RE = re.compile(r"^Total training time: (\S+)s")
@@ -133,29 +146,33 @@ def to_peer_params(params):
 
 # output parsing ------------------------------------------------------------------------------
 def parse_output(text):
-    """Epoch losses, Recall@k, MRR@k, training time and NaN failure from a run.py's stdout (the
-    same format for this package and the port)."""
-    losses, recall, mrr, train_time, nan = {}, {}, {}, None, False
+    """Epoch losses and speeds (mb/s), Recall@k, MRR@k, training and evaluation time and NaN
+    failure from a run.py's stdout (the same format for this package, the port and the original)."""
+    losses, speeds, recall, mrr, train_time, eval_time, nan = {}, {}, {}, {}, None, None, False
     for line in text.splitlines():
         line = line.strip()
         if m := EPOCH_RE.match(line):
             losses[int(m.group(1))] = float(m.group(2))
+            if s := SPEED_RE.search(line):
+                speeds[int(m.group(1))] = float(s.group(1))
         elif m := METRIC_RE.match(line):
             recall[int(m.group(1))] = float(m.group(2))
             mrr[int(m.group(3))] = float(m.group(4))
         elif m := TRAIN_TIME_RE.match(line):
             train_time = float(m.group(1))
+        elif m := EVAL_TIME_RE.match(line):
+            eval_time = float(m.group(1))
         elif NAN_RE.match(line):
             nan = True
-    return dict(epoch_losses=[losses[e] for e in sorted(losses)], recall=recall, mrr=mrr,
-                nan_error=nan, train_time_s=train_time)
+    return dict(epoch_losses=[losses[e] for e in sorted(losses)], mb_per_s=[speeds[e] for e in sorted(speeds)],
+                recall=recall, mrr=mrr, nan_error=nan, train_time_s=train_time, eval_time_s=eval_time)
 
 
 # running -------------------------------------------------------------------------------------
-def run_command(cmd, label, cwd=None):
+def run_command(cmd, label, cwd=None, env=None):
     """Runs a command, echoing its epoch and metric lines; returns stdout. Fails on a bad exit."""
     print(f"[{label}] {' '.join(map(str, cmd))}", flush=True)
-    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     lines = []
     try:
@@ -174,14 +191,18 @@ def run_command(cmd, label, cwd=None):
     return "".join(lines)
 
 
-def run_side(label, build_cmd, n_runs, n_epochs, cwd=None):
-    """n_runs runs of one side: each run's command and parsed numbers."""
+def run_side(label, build_cmd, n_runs, n_epochs, cwd=None, env_of=None):
+    """n_runs runs of one side: each run's command and parsed numbers. `env_of(i)` is run i's
+    environment (None: this process's)."""
     runs = []
     for i in range(n_runs):
         cmd = build_cmd(i)
+        env = env_of(i) if env_of else None
         t0 = time.time()
-        res = parse_output(run_command(cmd, f"{label} {i + 1}/{n_runs}", cwd=cwd))
+        res = parse_output(run_command(cmd, f"{label} {i + 1}/{n_runs}", cwd=cwd, env=env))
         res.update(command=[str(c) for c in cmd], wall_s=round(time.time() - t0, 2))
+        if env_of:
+            res["env"] = {k: env[k] for k in ("THEANO_FLAGS", "GRU4REC_SEED") if k in env}
         if res["nan_error"] or len(res["epoch_losses"]) != n_epochs or sorted(res["recall"]) != list(CUTOFFS):
             raise BenchError(f"{label} run {i + 1}: unexpected output (NaN error or missing epoch/metric lines)")
         runs.append(res)
@@ -197,6 +218,19 @@ def peer_command(python, peer_dir, train, test, params, eval_type):
     ps = to_param_string(to_peer_params(params))
     return [python, Path(peer_dir) / "run.py", train, "-t", test, "-ps", ps, "-m", *CUTOFFS,
             "-e", eval_type, "-d", "cpu"]
+
+
+def original_command(python, original_dir, train, test, params, eval_type):
+    """The original's run.py, which reads this package's parameter names."""
+    return [python, Path(original_dir) / "run.py", train, "-t", test, "-ps", to_param_string(params),
+            "-m", *CUTOFFS, "-e", eval_type]
+
+
+def original_env(seed):
+    """The environment of an original run: Theano on the CPU in float32 (after any THEANO_FLAGS
+    of the caller, which may set a compile directory), the seed for the recipe's patch."""
+    flags = ",".join(f for f in (os.environ.get("THEANO_FLAGS", ""), "device=cpu", "floatX=float32") if f)
+    return dict(os.environ, THEANO_FLAGS=flags, GRU4REC_SEED=str(seed))
 
 
 def data_files(data_dir, name):
@@ -254,27 +288,46 @@ def acceptance(ours, theirs, tolerance):
     return dict(rel_diff=d, tolerance=tolerance, passed=all(abs(v) <= tolerance for v in d.values()))
 
 
+def within_spread(ours, runs, tolerance=0.01):
+    """Acceptance against the original: for Recall@20 and MRR@20, this package's mean (of
+    `ours`, a summary) within [min, max] of the original's `runs`, or within `tolerance` of
+    their mean where the runs all agree (one run, or a seed that changes nothing)."""
+    out = dict(rel_diff={}, range={}, passed=True)
+    for name, key in (("Recall@20", "recall"), ("MRR@20", "mrr")):
+        values = [r[key][20] for r in runs]
+        lo, hi, m = min(values), max(values), ours[key][20]
+        out["rel_diff"][name] = rel_diff(m, mean(values))
+        out["range"][name] = [lo, hi]
+        ok = lo <= m <= hi if hi > lo else abs(rel_diff(m, lo)) <= tolerance
+        out["passed"] = out["passed"] and ok
+    return out
+
+
 def format_table(key, result):
-    """The per-configuration table: means, relative difference and each run of both sides."""
-    ours, theirs = result.get("self"), result.get("peer")
+    """The per-configuration table: the means of every side that ran, this package's relative
+    difference to the others, and each run of every side."""
+    sides = [k for k in SIDES if k in result]
+    vals = {k: dict(rows(result[k]["runs"])) for k in sides}
+    others = [k for k in sides if k != "self"] if "self" in sides else []
     lines = [f"== ({key}) {result['title']} | data {result['data']} | {result['eval_type']} ties =="]
-    head = f"{'':<14}{'this package':>14}{'port':>12}{'rel diff':>10}   runs (this package | port)"
-    lines.append(head)
-    base = rows((ours or theirs)["runs"])
-    o = dict(rows(ours["runs"])) if ours else {}
-    t = dict(rows(theirs["runs"])) if theirs else {}
-    for name, _ in base:
-        mo = mean(o[name]) if name in o else None
-        mt = mean(t[name]) if name in t else None
-        diff = f"{100 * rel_diff(mo, mt):+.2f}%" if mo is not None and mt is not None else "-"
-        each = " ".join(f"{v:.4f}" for v in o.get(name, [])) + " | " + " ".join(f"{v:.4f}" for v in t.get(name, []))
-        lines.append(f"{name:<14}{_fmt(mo):>14}{_fmt(mt):>12}{diff:>10}   {each}")
-    acc = result.get("acceptance")
-    if acc:
-        d = acc["rel_diff"]
-        lines.append(f"acceptance: Recall@20 {100 * d['Recall@20']:+.2f}%, MRR@20 {100 * d['MRR@20']:+.2f}% "
-                     f"(limit +-{100 * acc['tolerance']:.0f}%): {'PASS' if acc['passed'] else 'FAIL'}")
-    else:
+    lines.append(f"{'':<14}" + "".join(f"{SIDES[k]:>14}" for k in sides)
+                 + "".join(f"{'vs ' + SIDES[k]:>14}" for k in others) + "   runs (" + " | ".join(SIDES[k] for k in sides) + ")")
+    for name, _ in rows(result[sides[0]]["runs"]):
+        means = {k: mean(vals[k][name]) for k in sides if name in vals[k]}
+        line = f"{name:<14}" + "".join(f"{_fmt(means.get(k)):>14}" for k in sides)
+        for k in others:
+            d = f"{100 * rel_diff(means['self'], means[k]):+.2f}%" if "self" in means and k in means else "-"
+            line += f"{d:>14}"
+        lines.append(line + "   " + " | ".join(" ".join(f"{v:.4f}" for v in vals[k].get(name, [])) for k in sides))
+    for k, acc_key in (("peer", "acceptance"), ("original", "acceptance_original")):
+        acc = result.get(acc_key)
+        if acc:
+            d = acc["rel_diff"]
+            limit = (f"limit +-{100 * acc['tolerance']:.0f}%" if "tolerance" in acc else
+                     "limit: the original's range of runs, +-1% without spread")
+            lines.append(f"vs {SIDES[k]}: Recall@20 {100 * d['Recall@20']:+.2f}%, MRR@20 {100 * d['MRR@20']:+.2f}% "
+                         f"({limit}): {'PASS' if acc['passed'] else 'FAIL'}")
+    if not any(k in result for k in ("acceptance", "acceptance_original")):
         lines.append("acceptance: not checked (only one side ran)")
     return "\n".join(lines)
 
@@ -299,15 +352,19 @@ def self_versions():
     return v
 
 
-def peer_versions(python, peer_dir):
-    code = ("import json,platform,torch,numpy,pandas;print(json.dumps(dict(python=platform.python_version(),"
-            "torch=torch.__version__,numpy=numpy.__version__,pandas=pandas.__version__)))")
+def side_versions(python, folder, modules):
+    """Python and module versions of another side's Python, its checkout's commit and the files
+    changed there (the original's local edits)."""
+    code = (f"import json,platform,{','.join(modules)};print(json.dumps(dict(python=platform.python_version(),"
+            + ",".join(f"{m}={m}.__version__" for m in modules) + ")))")
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True,
+                             env=original_env(0) if "theano" in modules else None).stdout
     except (OSError, subprocess.CalledProcessError) as e:
-        raise BenchError(f"the peer Python {python} cannot import torch, numpy and pandas: {e}")
+        raise BenchError(f"the Python {python} cannot import {', '.join(modules)}: {e}")
     v = json.loads(out.strip().splitlines()[-1])
-    v["commit"] = _git_commit(peer_dir)
+    v["commit"] = _git_commit(folder)
+    v["changed_files"] = _git_modified(folder)
     return v
 
 
@@ -319,7 +376,7 @@ def _version(md, name):
 
 
 def _git_modified(path, *paths):
-    """Files of the package with uncommitted changes at the time of the run (what ran is not HEAD then)."""
+    """Files with uncommitted changes in a checkout (for this package: what ran is not HEAD then)."""
     try:
         out = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", *paths],
                              capture_output=True, text=True)
@@ -338,14 +395,17 @@ def _git_commit(path):
 
 # main ----------------------------------------------------------------------------------------
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="Compare this package with the official PyTorch port of GRU4Rec.")
+    p = argparse.ArgumentParser(description="Compare this package with the official PyTorch port of GRU4Rec "
+                                            "and with the original Theano code.")
     p.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
     p.add_argument("--runs", type=int, default=1, help="runs of each side (default: 1)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="data folder (default: ../shared/data)")
     p.add_argument("--peer", help="checkout of hidasib/GRU4Rec_PyTorch_Official (its run.py is run)")
     p.add_argument("--peer-python", default="python", help="Python with torch for the port (default: python)")
     p.add_argument("--peer-json", help="reuse the port's runs from a JSON file written by --json")
-    p.add_argument("--no-self", action="store_true", help="run only the port (to save its results)")
+    p.add_argument("--original", help="checkout of hidasib/GRU4Rec prepared for the CPU (docs/faithfulness.md)")
+    p.add_argument("--original-python", default="python", help="Python 3.8 with theano 1.0.5 for the original")
+    p.add_argument("--no-self", action="store_true", help="run only the other sides (to save their results)")
     p.add_argument("--n-epochs", type=int, help="override n_epochs (quick checks; not for the record)")
     p.add_argument("--self-params", default="", metavar="NAME=VALUE,...",
                    help="extra parameters for this package only, e.g. sparse_updates=summed")
@@ -355,8 +415,8 @@ def parse_args(argv):
         p.error("--runs must be at least 1")
     if args.peer and args.peer_json:
         p.error("--peer and --peer-json exclude each other")
-    if args.no_self and not args.peer:
-        p.error("--no-self needs --peer")
+    if args.no_self and not (args.peer or args.original):
+        p.error("--no-self needs --peer or --original")
     return args
 
 
@@ -402,8 +462,16 @@ def run_config(key, args, tmp):
                                                               cfg["eval_type"]),
                         args.runs, params["n_epochs"], cwd=tmp)
         result["peer"] = dict(params=to_param_string(to_peer_params(params)), runs=runs, mean=summarize(runs))
+    if args.original:
+        otrain, otest = decompressed([train, test], tmp)
+        runs = run_side(f"{key} original", lambda i: original_command(args.original_python, args.original, otrain,
+                                                                      otest, params, cfg["eval_type"]),
+                        args.runs, params["n_epochs"], cwd=tmp, env_of=lambda i: original_env(42 + i))
+        result["original"] = dict(params=to_param_string(params), runs=runs, mean=summarize(runs))
     if "self" in result and "peer" in result:
         result["acceptance"] = acceptance(result["self"]["mean"], result["peer"]["mean"], cfg["tolerance"])
+    if "self" in result and "original" in result:
+        result["acceptance_original"] = within_spread(result["self"]["mean"], result["original"]["runs"])
     return result, saved
 
 
@@ -424,7 +492,12 @@ def main(argv=None):
         if args.peer:
             if not (Path(args.peer) / "run.py").is_file():
                 raise BenchError(f"--peer {args.peer} has no run.py (a checkout of GRU4Rec_PyTorch_Official)")
-            report["versions"]["peer"] = peer_versions(args.peer_python, args.peer)
+            report["versions"]["peer"] = side_versions(args.peer_python, args.peer, ["torch", "numpy", "pandas"])
+        if args.original:
+            if not (Path(args.original) / "run.py").is_file():
+                raise BenchError(f"--original {args.original} has no run.py (a checkout of hidasib/GRU4Rec)")
+            report["versions"]["original"] = side_versions(args.original_python, args.original,
+                                                           ["theano", "numpy", "scipy", "pandas"])
         if not args.no_self:
             report["versions"]["self"] = self_versions()
         for key in keys:
@@ -444,7 +517,8 @@ def main(argv=None):
         return 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    accs = [r["acceptance"]["passed"] for r in report["configs"].values() if "acceptance" in r]
+    accs = [r[k]["passed"] for r in report["configs"].values() for k in ("acceptance", "acceptance_original")
+            if k in r]
     return 3 if not all(accs) else 0
 
 

@@ -67,6 +67,12 @@ def test_parse_output(text, losses, r20, m5, t):
     assert res["nan_error"] is False
 
 
+@pytest.mark.parametrize("text,speeds,eval_s", [(SELF_OUTPUT, [400.0, 410.0], 0.5), (PEER_OUTPUT, [30.0, 29.0], 0.11)])
+def test_parse_speed_and_evaluation_time(text, speeds, eval_s):
+    res = fb.parse_output(text)
+    assert res["mb_per_s"] == speeds and res["eval_time_s"] == eval_s
+
+
 @pytest.mark.parametrize("line", ["Epoch2: NaN error!", "1: NaN error!"])
 def test_parse_nan(line):
     res = fb.parse_output("Epoch1 --> loss: 6.5 \t(1s)\n" + line + "\n")
@@ -113,3 +119,47 @@ def test_saved_peer_round_trip(tmp_path):
     assert fb.saved_peer(path, "b", fb.config_params(fb.CONFIGS["b"]))[0] is None
     with pytest.raises(fb.BenchError):
         fb.saved_peer(path, "a", fb.config_params(fb.CONFIGS["a"], n_epochs=1))
+
+
+def _runs(r20s, m20s):
+    return [fb.parse_output(SELF_OUTPUT.replace("Recall@20: 0.650000", f"Recall@20: {r:.6f}")
+                            .replace("MRR@20: 0.330000", f"MRR@20: {m:.6f}")) for r, m in zip(r20s, m20s)]
+
+
+def test_within_the_original_spread():
+    original = _runs([0.64, 0.66, 0.65], [0.32, 0.34, 0.33])
+    inside = fb.summarize(_runs([0.645, 0.655], [0.335, 0.335]))
+    acc = fb.within_spread(inside, original)
+    assert acc["passed"] and acc["range"]["Recall@20"] == [0.64, 0.66]
+    assert acc["rel_diff"]["MRR@20"] == pytest.approx(0.335 / 0.33 - 1)
+    below = fb.summarize(_runs([0.639], [0.335]))
+    assert not fb.within_spread(below, original)["passed"]  # Recall@20 below the lowest run
+
+
+def test_within_one_percent_without_spread():
+    original = _runs([0.65, 0.65], [0.33, 0.33])  # a seed that changes nothing: no spread
+    assert fb.within_spread(fb.summarize(_runs([0.656], [0.327])), original)["passed"]
+    assert not fb.within_spread(fb.summarize(_runs([0.657], [0.33])), original)["passed"]
+
+
+def test_three_sided_table():
+    ours, port, orig = _runs([0.65], [0.33]), _runs([0.66], [0.33]), _runs([0.64, 0.66], [0.32, 0.34])
+    result = dict(title="t", data="d", eval_type="standard", self=dict(runs=ours), peer=dict(runs=port),
+                  original=dict(runs=orig), acceptance=fb.acceptance(fb.summarize(ours), fb.summarize(port), 0.02),
+                  acceptance_original=fb.within_spread(fb.summarize(ours), orig))
+    table = fb.format_table("a", result)
+    head, r20 = table.splitlines()[1], next(line for line in table.splitlines() if line.startswith("Recall@20"))
+    assert "vs port" in head and "vs original" in head
+    assert "-1.52%" in r20 and "+0.00%" in r20 and "0.6400 0.6600" in r20
+    assert "vs original: Recall@20 +0.00%, MRR@20 +0.00%" in table and table.count("PASS") == 2
+
+
+def test_original_command_and_environment(monkeypatch):
+    params = fb.config_params(fb.CONFIGS["b"])
+    cmd = fb.original_command("py38", "/orig", "tr.tsv", "te.tsv", params, "conservative")
+    ps = cmd[cmd.index("-ps") + 1]
+    assert "final_act=elu-0.5" in ps and "layers=224" in ps and "seed" not in ps  # the original's own names
+    assert cmd[:2] == ["py38", fb.Path("/orig/run.py")] and cmd[-2:] == ["-e", "conservative"]
+    monkeypatch.setenv("THEANO_FLAGS", "base_compiledir=/c")
+    env = fb.original_env(43)
+    assert env["GRU4REC_SEED"] == "43" and env["THEANO_FLAGS"] == "base_compiledir=/c,device=cpu,floatX=float32"
