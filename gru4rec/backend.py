@@ -61,12 +61,14 @@ def _place_pytensor_cache(config, path):
 
 
 def _configure_jax():
-    """JAX's persistent compilation cache under cache_dir()/jax, once."""
+    """JAX's persistent compilation cache under cache_dir()/jax, once. Every program is
+    cached, however fast it compiles: an evaluation compiles about ten small ones (0.45 s
+    together on the yoochoose-100k test set, whose ranking itself takes 0.12 s)."""
     if _configured["jax"]:
         return
     import jax
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     _configured["jax"] = True
 
