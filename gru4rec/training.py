@@ -76,7 +76,8 @@ class Columns(NamedTuple):
 
 class Gathered(NamedTuple):
     """The item-matrix rows a step reads, by matrix name: the indices (one per occurrence)
-    and the gathered rows, which the gradients are taken with respect to."""
+    and the gathered rows as a list of parts whose rows follow the indices in order; the
+    gradients are taken with respect to the parts and concatenated."""
     idx: OrderedDict
     rows: OrderedDict
 
@@ -97,30 +98,32 @@ def _columns(net, inp):
 
 
 def _gather(net, W, x, y_all):
-    """(Gathered, input rows, output rows, output biases): in shared mode Wy is gathered once
-    for inputs and outputs together, so an item that is both gets one gradient row per
-    occurrence. With full negatives (y_all None) the output rows are all of Wy and By, which
-    are differentiated as a whole."""
+    """(Gathered, input rows, output rows, output biases): in shared mode the input rows and
+    the output rows of Wy are two parts of one list of occurrences, so an item that is both
+    gets one gradient row per occurrence. (Gathered as two parts, not one gather sliced in
+    two: XLA then neither copies the output rows out of the gather nor pads the gradient of
+    the input rows to the whole list.) With full negatives (y_all None) the output rows are
+    all of Wy and By, which are differentiated as a whole."""
     B = net.p.batch_size
     idx, rows = OrderedDict(), OrderedDict()
     if y_all is None:
         if net.mode == "shared":
             return Gathered(idx, rows), W["Wy"][x], W["Wy"], W["By"]
         first = "E" if net.mode == "separate" else "Wx0"
-        idx[first], rows[first] = x, W[first][x]
-        return Gathered(idx, rows), rows[first], W["Wy"], W["By"]
+        idx[first], rows[first] = x, [W[first][x]]
+        return Gathered(idx, rows), rows[first][0], W["Wy"], W["By"]
     if net.mode == "shared":
         idx["Wy"] = pt.concatenate([x, y_all])
-        rows["Wy"] = W["Wy"][idx["Wy"]]
-        inp, out_w = rows["Wy"][:B], rows["Wy"][B:]
+        rows["Wy"] = [W["Wy"][x], W["Wy"][y_all]]
+        inp, out_w = rows["Wy"]
     else:
         first = "E" if net.mode == "separate" else "Wx0"
         idx[first], idx["Wy"] = x, y_all
-        rows[first], rows["Wy"] = W[first][x], W["Wy"][y_all]
-        inp, out_w = rows[first], rows["Wy"]
+        rows[first], rows["Wy"] = [W[first][x]], [W["Wy"][y_all]]
+        inp, out_w = rows[first][0], rows["Wy"][0]
     idx["By"] = y_all
-    rows["By"] = W["By"][y_all]
-    return Gathered(idx, rows), inp, out_w, rows["By"]
+    rows["By"] = [W["By"][y_all]]
+    return Gathered(idx, rows), inp, out_w, rows["By"][0]
 
 
 def _logq(net, y, cols, logpop):
@@ -165,13 +168,14 @@ def gradients(net, cost, W, gathered):
     gradient row per occurrence (summed per row for sparse_updates='summed'); whole for the
     dense weights; all capped together (spec 7.2)."""
     dense = [n for n in W if n not in net.sparse]
-    k = len(gathered)
-    flat = pytensor.grad(cost, [s.rows[n] for n in net.sparse for s in gathered] + [W[n] for n in dense])
-    g, idx = OrderedDict(), OrderedDict()
-    for i, n in enumerate(net.sparse):
-        g[n] = pt.concatenate(flat[i * k:(i + 1) * k])
+    parts = OrderedDict((n, [r for s in gathered for r in s.rows[n]]) for n in net.sparse)
+    flat = pytensor.grad(cost, [r for rs in parts.values() for r in rs] + [W[n] for n in dense])
+    g, idx, i = OrderedDict(), OrderedDict(), 0
+    for n, rs in parts.items():
+        g[n] = pt.concatenate(flat[i:i + len(rs)])
         idx[n] = pt.concatenate([s.idx[n] for s in gathered])
-    g.update(zip(dense, flat[k * len(net.sparse):]))
+        i += len(rs)
+    g.update(zip(dense, flat[i:]))
     if net.p.sparse_updates == "summed":
         for n in net.sparse:
             idx[n], g[n] = sum_duplicates(idx[n], g[n], net.pad)
