@@ -69,6 +69,28 @@ def test_first_compile_sets_float32_and_the_caches(tmp_path):
     assert numba_cache in (None, str(cache / "pytensor" / "numba"))
 
 
+def test_a_second_process_compiles_nothing(tmp_path):
+    """Every XLA program of training and evaluation comes from JAX's persistent cache in a
+    second process, also the evaluation's small ones that compile in milliseconds."""
+    code = """
+        import collections, json
+        import jax.monitoring
+        from gru4rec import GRU4Rec
+        from gru4rec.synthetic import generate
+        events = collections.Counter()
+        jax.monitoring.register_event_listener(lambda event, **kw: events.update([event.rsplit("/", 1)[-1]]))
+        train, test = generate(n_sessions=400, n_items=100, seed=1)
+        model = GRU4Rec(layers=[8], n_epochs=1, batch_size=8, n_sample=16)
+        model.fit(train)
+        model.evaluate(test, cut_off=[5])
+        print(json.dumps([events["compile_requests_use_cache"], events["cache_hits"]]))
+    """
+    env = dict(GRU4REC_CACHE=str(tmp_path / "cache"))
+    requests, hits = python(code, tmp_path, **env)
+    assert requests > 1 and hits == 0  # the first process compiles them all
+    assert python(code, tmp_path, **env) == [requests, requests]
+
+
 def test_users_compiledir_is_kept(tmp_path):
     got = python("""
         import json
