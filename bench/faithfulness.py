@@ -37,6 +37,8 @@ Configurations (acceptance: |relative difference| of the means of Recall@20 and 
     python bench/faithfulness.py --config all --runs 2 --peer /tmp/port \\
         --peer-python /tmp/port-venv/bin/python --json bench/faithfulness.json
     python bench/faithfulness.py --runs 2 --peer-json bench/faithfulness_peer.json
+    THEANO_FLAGS=base_compiledir=/tmp/theano python bench/faithfulness.py --config a --runs 5 \\
+        --original /tmp/sides/orig --original-python /tmp/sides/orig-venv/bin/python
 
 Exit status: 0 when every compared configuration passes, 3 when one fails, 1 on an error.
 """
