@@ -161,10 +161,10 @@ class GRU4Rec:
             sampler = SampleStore(td.pop, p.n_sample, p.sample_alpha, sample_store, K,
                                   np.random.default_rng(p.seed))
         t0 = time.time()
-        trainer = Trainer(self.net, K, mode, store_rows=sampler.n_rows if sampler else 0, seed=p.seed)
+        trainer = Trainer(self.net, K, mode, seed=p.seed)
         self.compile_seconds = time.time() - t0
         if sampler:
-            trainer.store.set_value(sampler.block)
+            trainer.set_store(sampler.block)
             log.info("Created sample store with %d batches of samples (type=%s)", sampler.n_rows,
                      parse_device(self.device)[0].upper())
         return trainer, sampler

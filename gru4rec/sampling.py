@@ -1,8 +1,8 @@
 """The sample store of popularity-weighted negatives (spec 5).
 
 Rows of `n_sample` item indices are drawn ahead, p(i) ~ support_i ** sample_alpha, and kept
-in a shared variable on the training device; every training step uses the next row. The
-compiled step reads rows by index, so the host only hands over where the next K rows start.
+on the training device (`Trainer.set_store`); every training step uses the next row, and each
+compiled call gets its K rows as a slice of the stored block.
 """
 import numpy as np
 

@@ -203,10 +203,9 @@ def test_scan_matches_reference_on_worked_example(fused):
     assert sched.n_steps == 4 and sched.active.sum() == 7
     K = 4
     net = Network(p, N, weights=W, pop=pop, fused=fused)
-    trainer = Trainer(net, K, mode_for("jax"), store_rows=K, seed=0)
+    trainer = Trainer(net, K, mode_for("jax"), seed=0)
     store = rng.integers(0, N, (K, 3)).astype(np.int32)
-    trainer.store.set_value(store)
-    costs = np.asarray(trainer.fn(sched.x, sched.y, sched.active, sched.reset, np.int32(0)))
+    costs = np.asarray(trainer.fn(sched.x, sched.y, sched.active, sched.reset, store))
 
     Wr = to_ref(W, p)
     cfg = ref_cfg(p, pop.astype(np.float64))
@@ -245,9 +244,9 @@ def test_idle_call_changes_nothing():
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     dropout_p_hidden=0.3, adapt="rmsprop", adapt_params=[0.9])
     net = Network(p, N, weights=random_weights(p, rng, N), pop=np.ones(N, np.float32))
-    trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
+    trainer = Trainer(net, 2, mode_for("jax"), seed=0)
     train = trainer.fn
-    trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    samples = rng.integers(0, N, (2, 4)).astype(np.int32)
     for (name, _), s in trainer.S.items():
         v = np.full(s.get_value().shape, 0.5, np.float32)
         if name in sparse_names(p):
@@ -256,7 +255,7 @@ def test_idle_call_changes_nothing():
     before = {k: v.get_value().copy() for k, v in list(net.W.items()) + list(trainer.S.items())}
     idle = np.full((2, 3), N, np.int32)
     zeros = np.zeros((2, 3), np.float32)
-    costs = train(idle, idle, zeros, zeros, np.int32(0))
+    costs = train(idle, idle, zeros, zeros, samples)
     assert np.all(np.asarray(costs) == 0)
     for k, v in list(net.W.items()) + list(trainer.S.items()):
         np.testing.assert_array_equal(v.get_value(), before[k], err_msg=str(k))
@@ -268,15 +267,15 @@ def test_training_call_donates_the_item_matrices():
     rng = np.random.default_rng(2)
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4)
     net = Network(p, N, weights=random_weights(p, rng, N), pop=np.ones(N, np.float32))
-    trainer = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0)
+    trainer = Trainer(net, 2, mode_for("jax"), seed=0)
     train = trainer.fn
-    trainer.store.set_value(rng.integers(0, N, (2, 4)).astype(np.int32))
+    samples = rng.integers(0, N, (2, 4)).astype(np.int32)
     x = rng.integers(0, N, (2, 3)).astype(np.int32)
     ones = np.ones((2, 3), np.float32)
-    train(x, x, ones, 0 * ones, np.int32(0))  # the first call's inputs were host arrays
+    train(x, x, ones, 0 * ones, samples)  # the first call's inputs were host arrays
     old = {k: v.get_value(borrow=True) for k, v in [("Wy", net.W["Wy"]), ("acc", trainer.S[("Wy", "acc")]),
                                                       ("vel", trainer.S[("Wy", "vel")])]}
-    train(x, x, ones, 0 * ones, np.int32(0))
+    train(x, x, ones, 0 * ones, samples)
     assert all(a.is_deleted() for a in old.values())
     assert not net.W["Wy"].get_value(borrow=True).is_deleted()
 
@@ -294,7 +293,7 @@ def test_training_call_never_copies_an_item_matrix(fused, adapt):
     net = Network(p, N, weights=random_weights(p, np.random.default_rng(0), N), pop=np.ones(N, np.float32),
                   fused=fused)
     assert net.fused_update == fused
-    fn = Trainer(net, 2, mode_for("jax"), store_rows=2, seed=0).fn
+    fn = Trainer(net, 2, mode_for("jax"), seed=0).fn
 
     def arg(v):  # shared values as stored, explicit inputs by their static shapes
         stored = fn.vm.storage_map[v][0]
