@@ -43,7 +43,8 @@ PARAMS = ("loss=bpr-max,final_act=elu-0.5,layers=224,batch_size=80,dropout_p_emb
 
 def product_floor(model, test, batch_size):
     """(seconds, steps, slots): the products of an evaluation of `test` alone (module doc)."""
-    items, offsets = known_sessions(model, test, "SessionId", "ItemId", "Time")
+    p = model.params
+    items, offsets = known_sessions(model, test, p.session_key, p.item_key, p.time_key)
     slots = eval_slots(offsets, batch_size, model.net.n_items)
     steps = len(eval_schedule(items, offsets, slots, model.net.pad)[0])
     Wy = jnp.asarray(model.net.W["Wy"].get_value()[:model.net.n_items])

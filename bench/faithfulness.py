@@ -313,7 +313,8 @@ def format_table(key, result):
     others = [k for k in sides if k != "self"] if "self" in sides else []
     lines = [f"== ({key}) {result['title']} | data {result['data']} | {result['eval_type']} ties =="]
     lines.append(f"{'':<14}" + "".join(f"{SIDES[k]:>14}" for k in sides)
-                 + "".join(f"{'vs ' + SIDES[k]:>14}" for k in others) + "   runs (" + " | ".join(SIDES[k] for k in sides) + ")")
+                 + "".join(f"{'vs ' + SIDES[k]:>14}" for k in others)
+                 + "   runs (" + " | ".join(SIDES[k] for k in sides) + ")")
     for name, _ in rows(result[sides[0]]["runs"]):
         means = {k: mean(vals[k][name]) for k in sides if name in vals[k]}
         line = f"{name:<14}" + "".join(f"{_fmt(means.get(k)):>14}" for k in sides)
@@ -354,14 +355,14 @@ def self_versions():
     return v
 
 
-def side_versions(python, folder, modules):
-    """Python and module versions of another side's Python, its checkout's commit and the files
-    changed there (the original's local edits)."""
+def side_versions(python, folder, modules, env=None):
+    """Python and module versions of another side's Python (run with `env`), its checkout's
+    commit and the files changed there (the original's local edits)."""
     code = (f"import json,platform,{','.join(modules)};print(json.dumps(dict(python=platform.python_version(),"
             + ",".join(f"{m}={m}.__version__" for m in modules) + ")))")
     try:
         out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True,
-                             env=original_env(0) if "theano" in modules else None).stdout
+                             env=env).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         raise BenchError(f"the Python {python} cannot import {', '.join(modules)}: {e}")
     v = json.loads(out.strip().splitlines()[-1])
@@ -499,7 +500,7 @@ def main(argv=None):
             if not (Path(args.original) / "run.py").is_file():
                 raise BenchError(f"--original {args.original} has no run.py (a checkout of hidasib/GRU4Rec)")
             report["versions"]["original"] = side_versions(args.original_python, args.original,
-                                                           ["theano", "numpy", "scipy", "pandas"])
+                                                           ["theano", "numpy", "scipy", "pandas"], original_env(42))
         if not args.no_self:
             report["versions"]["self"] = self_versions()
         for key in keys:

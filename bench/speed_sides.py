@@ -97,8 +97,8 @@ def main(argv=None):
         if args.port:
             report["versions"]["peer"] = fb.side_versions(args.port_python, args.port, ["torch", "numpy", "pandas"])
         if args.original:
-            report["versions"]["original"] = fb.side_versions(args.original_python, args.original,
-                                                              ["theano", "numpy", "scipy", "pandas"])
+            report["versions"]["original"] = fb.side_versions(
+                args.original_python, args.original, ["theano", "numpy", "scipy", "pandas"], fb.original_env(42))
         with tempfile.TemporaryDirectory(prefix="gru4rec_speed_") as tmp:
             for key in args.config:
                 cfg = CONFIGS[key]
