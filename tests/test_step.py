@@ -261,6 +261,24 @@ def test_idle_call_changes_nothing():
         np.testing.assert_array_equal(v.get_value(), before[k], err_msg=str(k))
 
 
+def test_the_sample_store_stays_on_the_device():
+    """The store is a device array and each call gets its K rows as an argument: a store the
+    call only read as a shared variable stayed a host array, which JAX copied to the device at
+    every call (10 ms a call for the default 40 MB store)."""
+    import jax
+    rng = np.random.default_rng(3)
+    p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True)
+    net = Network(p, N, weights=random_weights(p, rng, N), pop=np.ones(N, np.float32))
+    trainer = Trainer(net, 2, mode_for("jax"), seed=0)
+    block = rng.integers(0, N, (6, p.n_sample)).astype(np.int32)
+    trainer.set_store(block)
+    assert isinstance(trainer.store, jax.Array)
+    rows, = trainer._samples(2)
+    assert isinstance(rows, jax.Array) and np.array_equal(np.asarray(rows), block[2:4])
+    stored = [c.storage[0] for c in trainer.fn.input_storage]
+    assert not any(isinstance(v, np.ndarray) and v.shape == block.shape for v in stored)
+
+
 def test_training_call_donates_the_item_matrices():
     """The JAX call writes the new weights and optimizer state into the buffers of the old ones
     (donation) instead of copying every item matrix: the old arrays are consumed."""
