@@ -20,7 +20,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from .backend import mode_for
+from .backend import keep_on_device, mode_for
 from .data import DataError, check_frame, item_ids, session_parallel_schedule
 from .losses import activation
 from .params import TIE_MODES as MODES
@@ -136,29 +136,33 @@ def eval_schedule(items, offsets, batch_size, pad):
 MAX_SCORES = 2 ** 25  # scores per step at most (128 MiB of float32): bounds evaluation's memory
 
 
-def eval_slots(offsets, batch_size, n_items):
+def eval_slots(offsets, batch_size, columns=0):
     """The slots to evaluate sessions in: batch_size, or fewer when the longest session would
     leave most of them idle. A step costs the same however many slots are active, and the
     steps cannot be fewer than the longest session's predictions, so the slots are the
     predictions per step that the longest session allows, rounded down to a power of two (at
     least 8): nearly every slot stays busy, in at most twice the longest session's steps.
-    Large catalogues get fewer slots too: a step's score matrices (slots x items) hold at most
-    MAX_SCORES scores, so the memory evaluation needs beside training's stays bounded. The
-    metrics do not depend on the slots: each session starts from a zero state."""
+    Where a step holds a whole score matrix of `columns` columns (0: scores are counted in
+    tiles, `softmax_rank_counts`), large catalogues get fewer slots too: the matrices hold at
+    most MAX_SCORES scores, so the memory evaluation needs beside training's stays bounded.
+    The metrics do not depend on the slots: each session starts from a zero state."""
     predictions = np.diff(offsets) - 1
-    per_step = min(predictions.sum() / predictions.max(), MAX_SCORES / n_items)
+    per_step = predictions.sum() / predictions.max()
+    if columns:
+        per_step = min(per_step, MAX_SCORES / columns)
     return int(min(batch_size, max(8, 2 ** np.floor(np.log2(per_step)))))
 
 
 CHUNK = 4095  # items per partial count at most: 4096 * #greater + #equal < 2**24 is exact in float32
-_f32 = np.float32
+TILE_SCORES = 2 ** 19  # scores per tile of the softmax passes (2 MiB of float32): they stay in the cache
+_f32, _i32 = np.float32, np.int32
 
 
-def padded_items(n_items):
-    """(columns, chunk): the fewest columns >= n_items that split into chunks of <= CHUNK."""
-    n_chunks = -(-n_items // CHUNK)
-    chunk = -(-n_items // n_chunks)
-    return n_chunks * chunk, chunk
+def padded_items(n_items, chunk=CHUNK):
+    """(columns, chunk): the fewest columns >= n_items that split into chunks of <= `chunk`."""
+    n_chunks = -(-n_items // chunk)
+    size = -(-n_items // n_chunks)
+    return n_chunks * size, size
 
 
 def rank_counts(S, t, y, n_items):
@@ -179,6 +183,65 @@ def rank_counts(S, t, y, n_items):
     gt = pt.floor(part / _f32(4096))
     eq = part - _f32(4096) * gt
     return gt.sum(axis=1).astype("int32"), eq.sum(axis=1).astype("int32")
+
+
+def softmax_rank_counts(out, output, y, n_items, mode):
+    """(#S > t, #S == t) per row for the softmax scores S of the last layer outputs `out`
+    (B x D) against the first n_items items of `output` (a tiled PaddedOutput), leaving out
+    each row's own target column y; t is the target's score.
+
+    Softmax scores need the row's maximum and sum before any of them is known, and the whole
+    B x items matrix does not stay in the cache (a 200K-item catalogue: 100 MB per 128 rows,
+    written once and read three times). So the items are taken in tiles whose scores do stay
+    there (T x B: the reductions run along the leading axis), in two passes: the first keeps a
+    running maximum m and a sum Z rescaled whenever m grows (the same normaliser, summed in
+    another order, as any float32 sum is) and picks the target's raw score out of its tile;
+    the second recomputes each tile's raw scores and counts S = exp(R - m) * (1 / Z) against
+    the target's score, computed the same way. The second product costs less than the memory
+    traffic it saves.
+
+    Why 1 / Z and no division: XLA's CPU code turns a matrix divided by each row's Z into that
+    product anyway, but divides a vector exactly, so the target's score could differ from an
+    equal item's in the last place and miss a tie. 1 / Z leaves the first loop as one of its
+    outputs, where PyTensor's rewrites (x * (1 / Z) -> x / Z) cannot see it."""
+    W, b = output.tiles()
+    nt, T = b.type.shape
+    B = out.type.shape[0]
+    rows, tile_col = pt.arange(B, dtype="int32"), pt.arange(T, dtype="int32")[:, None]
+
+    def raw(w, bias):
+        return pt.dot(w, out.T) + bias[:, None]
+
+    # The tile's first column is carried from step to step rather than read from a sequence:
+    # PyTensor would otherwise compute everything that depends on it (the column masks) for
+    # all tiles ahead of the loop, as an items x B array.
+    def normaliser(w, bias, first, m, Z, ry):
+        R = raw(w, bias)
+        new_m = pt.maximum(m, R.max(axis=0))
+        Z = Z * pt.exp(m - new_m) + pt.exp(R - new_m[None, :]).sum(axis=0, acc_dtype="float32")
+        at = y - first
+        ry = pt.switch((at >= 0) & (at < T), R[pt.clip(at, 0, T - 1), rows], ry)
+        return first + T, new_m, Z, ry, _f32(1) / Z
+
+    zero = pt.constant(_i32(0))
+    start = [zero, pt.fill(y, _f32(-np.inf)), pt.zeros((B,), "float32"), pt.zeros((B,), "float32"), None]
+    _, m, _, ry, inv = (r[-1] for r in pytensor.scan(normaliser, sequences=[W, b], outputs_info=start,
+                                                     n_steps=nt, return_updates=False, mode=mode))
+    t = (pt.exp(ry - m) * inv)[None, :]
+
+    def count(w, bias, first, gt, eq):
+        S = pt.exp(raw(w, bias) - m[None, :]) * inv[None, :]
+        ok = (tile_col < n_items - first) & pt.neq(tile_col, (y - first)[None, :])
+        # one reduction: 65536 * [S > t] + [S == t] sums exactly in int32 over <= CHUNK items
+        v = pt.switch(ok & (S > t), _i32(65536), _i32(0)) + pt.switch(ok & pt.eq(S, t), _i32(1), _i32(0))
+        part = v.sum(axis=0, dtype="int32", acc_dtype="int32")
+        above = part // _i32(65536)
+        return first + T, gt + above, eq + part - _i32(65536) * above
+
+    none = pt.zeros((B,), "int32")
+    _, gt, eq = pytensor.scan(count, sequences=[W, b], outputs_info=[zero, none, none], n_steps=nt,
+                              return_updates=False, mode=mode)
+    return gt[-1], eq[-1]
 
 
 def _softmax(R):
@@ -207,27 +270,52 @@ def scores_and_target(net, R, y, noise=None):
 
 
 class PaddedOutput:
-    """A copy of the network's Wy/By padded to whole chunks of rows (padding scores -inf and
-    is masked), so that `rank_counts` needs no slicing or padding per step."""
+    """The network's Wy/By padded to whole chunks of rows (padding scores -inf and is
+    masked), so that counting needs no slicing or padding per step.
 
-    def __init__(self, net):
+    They are inputs of the compiled function (`inputs`), called with `values`, arrays on the
+    device of `mode` that `refresh` makes. Why not shared variables: one that a function only
+    reads keeps a host array, which JAX copies to the device at every call (80 MB for 200K
+    items at 100 units)."""
+
+    def __init__(self, net, mode, chunk=CHUNK):
         self.W, self.n_items = net.W, net.n_items
-        NP = padded_items(net.n_items)[0]
+        NP, self.chunk = padded_items(net.n_items, chunk)
         D = net.W["Wy"].type.shape[1]
-        self.Wy = pytensor.shared(np.zeros((NP, D), np.float32), name="evalWy", shape=(NP, D))
-        self.By = pytensor.shared(np.zeros(NP, np.float32), name="evalBy", shape=(NP,))
+        self.Wy = pt.tensor("evalWy", dtype="float32", shape=(NP, D))
+        self.By = pt.tensor("evalBy", dtype="float32", shape=(NP,))
+        self.inputs = [self.Wy, self.By]
+        self.device = getattr(mode.linker, "device", None)  # mode_for's JAX modes name their device
+        self.values = None
 
     def raw_scores(self, out):
         """Raw scores (B x padded items) of last layer outputs."""
         return pt.dot(out, self.Wy.T) + self.By
 
+    def tiles(self):
+        """Wy and By as (chunks x chunk x D) and (chunks x chunk) tiles of items."""
+        NP, D = self.Wy.type.shape
+        n = NP // self.chunk
+        return self.Wy.reshape((n, self.chunk, D)), self.By.reshape((n, self.chunk))
+
     def refresh(self):
-        """Copies the network's current Wy/By into the padded matrices."""
-        N, NP = self.n_items, self.Wy.type.shape[0]
+        """Pads the network's current Wy/By into `values`."""
+        N, (NP, D) = self.n_items, self.Wy.type.shape
         Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
         By = np.asarray(self.W["By"].get_value())[:N]
-        self.Wy.set_value(np.concatenate([Wy, np.zeros((NP - N, Wy.shape[1]), np.float32)]))
-        self.By.set_value(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]))
+        values = [np.concatenate([Wy, np.zeros((NP - N, D), np.float32)]),
+                  np.concatenate([By, np.full(NP - N, -np.inf, np.float32)])]
+        if self.device is not None:
+            import jax
+            values = [jax.device_put(v, self.device) for v in values]
+        self.values = values
+
+
+def counts_in_tiles(net, tiebreak, candidates):
+    """Whether `softmax_rank_counts` counts the scores: softmax scores against all items,
+    unless noise is added to every score (tiebreaking), which needs the whole matrix, as the
+    other activations do."""
+    return candidates is None and not tiebreak and net.final_act in ("softmax", "softmax_logit")
 
 
 class Evaluator:
@@ -243,13 +331,17 @@ class Evaluator:
         self.H = [pytensor.shared(np.zeros((batch_size, L), np.float32), name=f"evalH{i}", shape=(batch_size, L))
                   for i, L in enumerate(net.p.layers)]
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
-        self.output = PaddedOutput(net) if candidates is None else None
+        self.tiled = counts_in_tiles(net, tiebreak, candidates)
+        tile = min(CHUNK, max(256, TILE_SCORES // batch_size)) if self.tiled else CHUNK
+        self.output = PaddedOutput(net, mode, tile) if candidates is None else None
         cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
+        self.mode = mode
         self.fn = self._compile(net, cand, mode)
 
     def _compile(self, net, cand, mode):
-        """fn(x, y, keep) -> (gt, eq), each (K, B), over K events of every slot; the hidden
-        states (and the tie-break generator) carry over from call to call."""
+        """fn(x, y, keep[, Wy, By]) -> (gt, eq), each (K, B), over K events of every slot; the
+        hidden states (and the tie-break generator) carry over from call to call; Wy, By: the
+        padded output weights, against all items."""
         K, B, nl = self.K, self.B, len(self.H)
         X, Y, KEEP = (pt.tensor(n, dtype=d, shape=(K, B))
                       for n, d in (("x", "int32"), ("y", "int32"), ("keep", "float32")))
@@ -270,13 +362,17 @@ class Evaluator:
             new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
             new_rng = list(res[nl + 2:])  # scan hands back only the last generator state
         updates = list(zip(self.H + carry, new_H + new_rng))
-        return pytensor.function([X, Y, KEEP], [gt, eq], updates=updates, mode=mode)
+        scoring = [] if self.output is None else self.output.inputs
+        return pytensor.function([X, Y, KEEP] + scoring, [gt, eq], updates=updates, mode=mode)
 
     def _step(self, net, cand, x, y, keep, H, rng):
         """One event of every slot: the new hidden states (zeroed where keep is 0), the counts
         of items scoring above and equal to the target, and the generator's new state."""
         out, new_H = net.forward(net.W, net.input_rows(net.W, x), H)
-        if cand is None:
+        if self.tiled:
+            gt, eq = softmax_rank_counts(out, self.output, y, net.n_items, self.mode)
+            eq = eq + 1
+        elif cand is None:
             R = self.output.raw_scores(out)
             rng, noise = _tie_noise(rng, R.shape)
             S, at = scores_and_target(net, R, y, noise)
@@ -287,9 +383,14 @@ class Evaluator:
         return [h * keep[:, None] for h in new_H], gt, eq, rng
 
     def refresh(self):
-        """Copies the network's current Wy/By into the padded scoring matrices."""
+        """Puts the network's weights on the device and pads its current Wy/By for scoring."""
+        keep_on_device(self.W.values(), self.mode)
         if self.output is not None:
             self.output.refresh()
+
+    def call(self, x, y, keep):
+        """fn on K events, with the padded output weights of the last `refresh`."""
+        return self.fn(x, y, keep, *([] if self.output is None else self.output.values))
 
     def reset(self):
         for h in self.H:
@@ -310,7 +411,7 @@ class Evaluator:
         for c in range(len(x) // K + 1):
             # one call in flight while the previous one's counts are read: each call queued
             # would hold its own score matrices (gigabytes for a large catalogue)
-            launched = self.fn(*(a[c * K:(c + 1) * K] for a in (x, y, keep))) if c < len(x) // K else None
+            launched = self.call(*(a[c * K:(c + 1) * K] for a in (x, y, keep))) if c < len(x) // K else None
             if pending is not None:
                 counts.append([np.asarray(a) for a in pending])
                 if bar is not None:
@@ -404,7 +505,8 @@ def evaluate(model, test_data, items=None, cut_off=(20,), batch_size=512, mode="
             raise ValueError(f"{int((candidates < 0).sum())} of the items to evaluate against are not "
                              "known to the model")
     test_items, offsets = known_sessions(model, test_data, *keys)
-    slots = eval_slots(offsets, batch_size, model.net.n_items)
+    tiled = counts_in_tiles(model.net, mode == "tiebreaking", candidates)
+    slots = eval_slots(offsets, batch_size, 0 if tiled else model.net.n_items)
     x, y, keep, active, pos = eval_schedule(test_items, offsets, slots, model.net.pad)
     ev = _evaluator(model, slots, steps, mode == "tiebreaking", candidates)
     if progress is None:

@@ -29,7 +29,7 @@ import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 
-from .backend import mode_for
+from .backend import keep_on_device, mode_for
 from .data import DataError, check_frame
 from .evaluation import (PaddedOutput, check_request, eval_schedule, item_indices, metrics_from_ranks,
                          rank_counts, ranks_from_counts, scores_and_target)
@@ -42,7 +42,7 @@ class HistoryRunner:
     """Compiled: `steps` events of `batch_size` slots -> per-step states of every layer."""
 
     def __init__(self, net, batch_size, steps, mode):
-        self.B, self.K, self.pad = batch_size, steps, net.pad
+        self.B, self.K, self.pad, self.W, self.mode = batch_size, steps, net.pad, net.W, mode
         B, K, W = batch_size, steps, net.W
         self.H = [pytensor.shared(np.zeros((B, L), np.float32), name=f"histH{i}", shape=(B, L))
                   for i, L in enumerate(net.p.layers)]
@@ -62,6 +62,7 @@ class HistoryRunner:
     def run(self, x, keep, last_user, n_users):
         """Per-layer states (n_users x L) after each user's last history item; last_user is
         the user whose last history item is the input at (step, slot), -1 elsewhere."""
+        keep_on_device(self.W.values(), self.mode)
         for h in self.H:
             h.set_value(np.zeros(h.get_value().shape, np.float32))
         states = [np.zeros((n_users, h.type.shape[1]), np.float32) for h in self.H]
@@ -90,7 +91,7 @@ class Scorer:
     items and may be padded with the row's target column, which neither count includes."""
 
     def __init__(self, net, batch_size, n_seen, mode, tiebreak=False, seed=42):
-        self.output = PaddedOutput(net)
+        self.output = PaddedOutput(net, mode)
         B, L = batch_size, net.p.layers[-1]
         h = pt.tensor("h", dtype="float32", shape=(B, L))
         y = pt.tensor("y", dtype="int32", shape=(B,))
@@ -107,7 +108,7 @@ class Scorer:
         S_seen, other = at(seen), pt.neq(seen, y[:, None])
         gt = gt - (other & (S_seen > t[:, None])).sum(axis=1, dtype="int32", acc_dtype="int32")
         eq = eq - (other & pt.eq(S_seen, t[:, None])).sum(axis=1, dtype="int32", acc_dtype="int32")
-        self.fn = pytensor.function([h, y, seen], [gt, eq + 1], updates=updates, mode=mode)
+        self.fn = pytensor.function([h, y, seen] + self.output.inputs, [gt, eq + 1], updates=updates, mode=mode)
 
 
 def _compiled(model, key, build):
@@ -247,6 +248,6 @@ def _rank_counts(model, states, y, seen, batch_size, tiebreak):
         seen_b = np.repeat(yb[:, None], width, axis=1)  # the target column: never excluded
         if seen is not None:
             _write_seen(seen_b[:hi - lo], *seen, lo)
-        g, e = scorer.fn(h, yb, seen_b)
+        g, e = scorer.fn(h, yb, seen_b, *scorer.output.values)
         gt[lo:hi], eq[lo:hi] = np.asarray(g)[:hi - lo], np.asarray(e)[:hi - lo]
     return gt, eq

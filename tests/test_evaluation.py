@@ -206,3 +206,72 @@ def test_item_list_holding_the_target_ranks_like_the_original(mode, test_df):
             pos += 1
     assert pos == res.n and 0 < len(want) < pos and ties > 0
     np.testing.assert_array_equal(got, want)
+
+
+def _softmax_counts_f32(out, Wy, By, y):
+    """(#S > t, #S == t) of float32 softmax scores, the target's own column left out."""
+    R = out @ Wy.T + By
+    E = np.exp(R - R.max(axis=1, keepdims=True))
+    S = E / E.sum(axis=1, keepdims=True, dtype=np.float32)
+    rows = np.arange(len(y))
+    t = S[rows, y][:, None]
+    other = np.ones(S.shape, bool)
+    other[rows, y] = False
+    return ((S > t) & other).sum(1), ((S == t) & other).sum(1), S, t
+
+
+@pytest.mark.parametrize("backend", ["jax", "c", "numba"])
+def test_softmax_counts_in_tiles(backend):
+    """softmax_rank_counts over several tiles (the last one padded) against a NumPy float32
+    softmax: targets in every tile, ties from softmax underflow to 0 (items scored 300 below
+    the best) and from items whose weights equal the target's."""
+    import pytensor
+    import pytensor.tensor as pt
+    from types import SimpleNamespace
+    from gru4rec.backend import mode_for
+    from gru4rec.evaluation import PaddedOutput, softmax_rank_counts
+
+    rng = np.random.default_rng(3)
+    B, N, D = 16, 997, 8
+    Wy = rng.standard_normal((N + 1, D)).astype(np.float32)  # the network's padding row last
+    By = rng.standard_normal(N + 1).astype(np.float32)
+    low = rng.choice(np.setdiff1d(np.arange(N), [5, 17, 18, 700, 996]), 300, replace=False)
+    By[low] = -300  # underflows: exp(-300 + ...) == 0 in float32
+    live = np.setdiff1d(np.arange(N), low)
+    y = np.r_[live[np.searchsorted(live, np.arange(8) * (N // 8))], rng.choice(low, 4), [5, 5, 700, 996]]
+    Wy[[17, 18]], By[[17, 18]] = Wy[5], By[5]  # two items tie with target 5 in every row
+    out = rng.standard_normal((B, D)).astype(np.float32)
+    gt_want, eq_want, S, t = _softmax_counts_f32(out, Wy[:N], By[:N], y)
+    assert (eq_want[:8] == 0).all() and (eq_want[8:12] >= 290).all() and (eq_want[12:14] == 2).all()
+    distinct = (S != t)
+    assert (np.abs(S - t)[distinct] > 1e-5 * t.repeat(N, 1)[distinct]).all()  # no near-ties to round
+
+    mode = mode_for(backend)
+    net = SimpleNamespace(n_items=N, W={"Wy": pytensor.shared(Wy, shape=Wy.shape), "By": pytensor.shared(By)})
+    output = PaddedOutput(net, mode, chunk=300)  # 4 tiles of 250 columns, 3 of them padding
+    assert output.tiles()[1].type.shape == (4, 250)
+    output.refresh()
+    h = pt.tensor("h", dtype="float32", shape=(B, D))
+    target = pt.tensor("y", dtype="int32", shape=(B,))
+    fn = pytensor.function([h, target] + output.inputs, softmax_rank_counts(h, output, target, N, mode), mode=mode)
+    gt, eq = (np.asarray(a) for a in fn(out, y.astype(np.int32), *output.values))
+    np.testing.assert_array_equal(gt, gt_want)
+    np.testing.assert_array_equal(eq, eq_want)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "relu"])
+def test_evaluation_calls_get_no_host_arrays(tmp_path, test_df, kind):
+    """A loaded model's weights (shared variables no function updates) and the padded output
+    weights go to the device once per evaluation: JAX copied every host array at every call
+    (38 MB per call for the RetailRocket model of Diginetica)."""
+    import jax
+    from gru4rec.evaluation import _CACHE
+    path = tmp_path / "m.pt"
+    H.small_model(kind).save(path)
+    loaded = GRU4Rec.load(path)
+    first = run_eval(loaded, test_df, cut_off=[20], batch_size=16)
+    ev, = _CACHE[loaded.net].values()
+    stored = [c.storage[0] for c in ev.fn.input_storage]
+    assert [v for v in stored if isinstance(v, np.ndarray) and v.size > 64] == []
+    assert all(isinstance(v, jax.Array) for v in ev.output.values)
+    assert run_eval(loaded, test_df, cut_off=[20], batch_size=16) == first
