@@ -1,12 +1,16 @@
 """Evaluation at both ends of the scale: a small test set and a large catalogue.
 
-    python bench/eval_scale.py [--items 200000] [--out bench/eval_scale.json]
+    python bench/eval_scale.py [--items 200000] [--port DIR --port-python PY] [--out bench/eval_scale.json]
 
 small: the yoochoose-100k test set (10,152 predictions against 2,933 items) with a 1-epoch
 model of the RSC15 parameters, warm (the best of 3 runs after a compiling one).
 large: a generated catalogue of --items items (every item in two-event training sessions,
 1 epoch, layers 100) and 8,000 random test sessions of 5 events (32,000 predictions), warm;
 the peak memory of evaluation is reported as its excess over training's peak (ru_maxrss).
+With --port (a checkout of the official PyTorch port, set up as docs/faithfulness.md says),
+the port's run.py then trains and evaluates the same large case from TSV files, with the
+same parameters, and its "Evaluation took" is its time (its peak memory is not split into
+training and evaluation, so only ours is reported).
 Each case runs in its own process. Prints a table and writes JSON.
 """
 import argparse
@@ -16,6 +20,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,24 +48,46 @@ def small():
     return {"seconds": seconds, "predictions": m.n, "recall@20": m.recall[20], "mrr@20": m.mrr[20]}
 
 
-def large(n_items):
+LARGE_PARAMS = dict(loss="cross-entropy", final_act="softmax", layers=[100], batch_size=256, n_sample=2048,
+                    logq=1.0, n_epochs=1, constrained_embedding=True)
+
+
+def large_data(n_items):
+    """(train, test): every item in two-event training sessions, 8,000 random test sessions."""
     import numpy as np
     import pandas as pd
-    from gru4rec import GRU4Rec
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"SessionId": np.repeat(np.arange(n_items // 2), 2),
                           "ItemId": rng.permutation(n_items).astype(str), "Time": np.arange(n_items)})
-    model = GRU4Rec(loss="cross-entropy", final_act="softmax", layers=[100], batch_size=256, n_sample=2048,
-                    logq=1.0, n_epochs=1, constrained_embedding=True)
-    model.fit(train)
-    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = 40000
     test = pd.DataFrame({"SessionId": np.repeat(np.arange(n // 5), 5),
                          "ItemId": rng.integers(0, n_items, n).astype(str), "Time": np.arange(n)})
+    return train, test
+
+
+def large(n_items):
+    from gru4rec import GRU4Rec
+    train, test = large_data(n_items)
+    model = GRU4Rec(**LARGE_PARAMS)
+    model.fit(train)
+    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds, m = warm_seconds(model, test, runs=1)
     eval_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "predictions": m.n, "items": n_items, "train_peak_mib": train_peak,
             "eval_excess_mib": eval_peak - train_peak}
+
+
+def port(args):
+    """The port's evaluation seconds on the large case, from its own run.py."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import faithfulness as fb
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp) / f for f in ("train.tsv", "test.tsv")]
+        for frame, f in zip(large_data(args.items), files):
+            frame.to_csv(f, sep="\t", index=False)
+        out = fb.run_command(fb.peer_command(args.port_python, args.port, *files, LARGE_PARAMS, "conservative"),
+                             "port")
+    return fb.parse_output(out)["eval_time_s"]
 
 
 def child(case, n_items):
@@ -73,6 +100,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=200000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "eval_scale.json")
+    ap.add_argument("--port", help="checkout of hidasib/GRU4Rec_PyTorch_Official (optional side)")
+    ap.add_argument("--port-python", default="python", help="Python with torch for the port")
     ap.add_argument("--child", choices=["small", "large"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -95,6 +124,10 @@ def main():
     g = results["large"]
     label = f"generated, {g['items']:,} items"
     print(f"| {label:40} | {g['predictions']:11,} | {g['seconds']:8.1f} | {g['eval_excess_mib']:16,.0f} MiB |")
+    if args.port:
+        results["large_port_seconds"] = port(args)
+        print(f"| {'the same, official PyTorch port':40} | {g['predictions']:11,} | "
+              f"{results['large_port_seconds']:8.1f} | {'':>20} |")
     record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "python": platform.python_version(), "results": results}
     args.out.write_text(json.dumps(record, indent=2))

@@ -19,9 +19,14 @@ Configurations:
                 2 epochs, standard ties
   retailrocket  diginetica, paramfiles/retailrocket_bprmax_shared_best.py (BPR-max, 224 units,
                 batch 80), 1 epoch, conservative ties
+  synthetic-200k  a large catalogue, not run by default: `python -m gru4rec.synthetic DIR
+                --sessions 2000000 --items 200000 --days 30` (7.7M training events, 200K items;
+                generated into the temporary folder), the RSC15 README parameters with batch 256,
+                1 epoch, standard ties
 """
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections import OrderedDict
@@ -34,7 +39,22 @@ CONFIGS = OrderedDict([
     ("rsc15", dict(data="yoochoose-100k", eval_type="standard", params=OrderedDict(fb.XE_README, n_epochs=2))),
     ("retailrocket", dict(data="diginetica", eval_type="conservative",
                           param_file="paramfiles/retailrocket_bprmax_shared_best.py", overrides={"n_epochs": 1})),
+    ("synthetic-200k", dict(synthetic=["--sessions", "2000000", "--items", "200000", "--days", "30"],
+                            data="generated", eval_type="standard",
+                            params=OrderedDict(fb.XE_README, batch_size=256, n_epochs=1))),
 ])
+DEFAULT_CONFIGS = ["rsc15", "retailrocket"]
+
+
+def input_files(args, cfg, tmp, key):
+    """The uncompressed (train, test) files of a configuration, generated for synthetic ones."""
+    if "synthetic" in cfg:
+        folder = Path(tmp) / key
+        cmd = [sys.executable, "-m", "gru4rec.synthetic", str(folder), *cfg["synthetic"]]
+        if subprocess.run(cmd, cwd=fb.ROOT, capture_output=True).returncode:
+            raise fb.BenchError(f"generating the {key} data failed: {' '.join(cmd)}")
+        return folder / "train.tsv", folder / "test.tsv"
+    return fb.decompressed(fb.data_files(args.data, cfg["data"]), tmp)
 
 
 def side_runs(name, args, train, test, params, eval_type):
@@ -75,7 +95,7 @@ def format_table(key, sides):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--config", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     p.add_argument("--runs", type=int, default=2, help="runs of each side (default: 2; the first warms caches)")
     p.add_argument("--data", default=str(fb.DEFAULT_DATA), help="data folder (default: ../shared/data)")
     p.add_argument("--port", help="checkout of hidasib/GRU4Rec_PyTorch_Official")
@@ -103,7 +123,7 @@ def main(argv=None):
             for key in args.config:
                 cfg = CONFIGS[key]
                 params = fb.config_params(cfg)
-                train, test = fb.decompressed(fb.data_files(args.data, cfg["data"]), tmp)  # one input for all
+                train, test = input_files(args, cfg, tmp, key)  # one input for all sides
                 sides = OrderedDict()
                 for name in fb.SIDES:
                     runs = side_runs(name, args, train, test, params, cfg["eval_type"])

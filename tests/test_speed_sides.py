@@ -41,3 +41,13 @@ def test_configurations_resolve_to_parameters():
     rr = ss.fb.config_params(ss.CONFIGS["retailrocket"])
     assert rsc15["n_epochs"] == 2 and rsc15["layers"] == [100] and rsc15["batch_size"] == 32
     assert rr["n_epochs"] == 1 and rr["layers"] == [224] and rr["loss"] == "bpr-max"
+
+
+def test_a_synthetic_configuration_generates_its_files(tmp_path):
+    cfg = dict(synthetic=["--sessions", "400", "--items", "120", "--days", "3"])
+    train, test = ss.input_files(None, cfg, tmp_path, "tiny")
+    header = "SessionId\tItemId\tTime"
+    assert train.read_text().splitlines()[0] == header and test.read_text().splitlines()[0] == header
+    assert len(train.read_text().splitlines()) > 400
+    assert ss.CONFIGS["synthetic-200k"]["synthetic"][:4] == ["--sessions", "2000000", "--items", "200000"]
+    assert "synthetic-200k" not in ss.DEFAULT_CONFIGS  # a quarter of an hour a side on two cores
