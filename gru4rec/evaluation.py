@@ -200,10 +200,11 @@ def softmax_rank_counts(out, output, y, n_items, mode):
     the target's score, computed the same way. The second product costs less than the memory
     traffic it saves.
 
-    Why 1 / Z and no division: XLA's CPU code turns a matrix divided by each row's Z into that
-    product anyway, but divides a vector exactly, so the target's score could differ from an
-    equal item's in the last place and miss a tie. 1 / Z leaves the first loop as one of its
-    outputs, where PyTensor's rewrites (x * (1 / Z) -> x / Z) cannot see it."""
+    Why the product and no division: XLA's CPU code turns a tile divided by each row's Z into
+    this product anyway, but divides the vector of target scores exactly, so the target's score
+    could differ from an equal item's in the last place and miss a tie (tests/test_evaluation.py
+    ::test_softmax_counts). pt.reciprocal stays as it is, where PyTensor's rewrites would turn
+    x * (1 / Z) back into x / Z."""
     W, b = output.tiles()
     nt, T = b.type.shape
     B = out.type.shape[0]
@@ -221,12 +222,13 @@ def softmax_rank_counts(out, output, y, n_items, mode):
         Z = Z * pt.exp(m - new_m) + pt.exp(R - new_m[None, :]).sum(axis=0, acc_dtype="float32")
         at = y - first
         ry = pt.switch((at >= 0) & (at < T), R[pt.clip(at, 0, T - 1), rows], ry)
-        return first + T, new_m, Z, ry, _f32(1) / Z
+        return first + T, new_m, Z, ry
 
     zero = pt.constant(_i32(0))
-    start = [zero, pt.fill(y, _f32(-np.inf)), pt.zeros((B,), "float32"), pt.zeros((B,), "float32"), None]
-    _, m, _, ry, inv = (r[-1] for r in pytensor.scan(normaliser, sequences=[W, b], outputs_info=start,
-                                                     n_steps=nt, return_updates=False, mode=mode))
+    start = [zero, pt.fill(y, _f32(-np.inf)), pt.zeros((B,), "float32"), pt.zeros((B,), "float32")]
+    _, m, Z, ry = (r[-1] for r in pytensor.scan(normaliser, sequences=[W, b], outputs_info=start, n_steps=nt,
+                                                return_updates=False, mode=mode))
+    inv = pt.reciprocal(Z)
     t = (pt.exp(ry - m) * inv)[None, :]
 
     def count(w, bias, first, gt, eq):

@@ -221,15 +221,18 @@ def _softmax_counts_f32(out, Wy, By, y):
 
 
 @pytest.mark.parametrize("backend", ["jax", "c", "numba"])
-def test_softmax_counts_in_tiles(backend):
-    """softmax_rank_counts over several tiles (the last one padded) against a NumPy float32
-    softmax: targets in every tile, ties from softmax underflow to 0 (items scored 300 below
-    the best) and from items whose weights equal the target's."""
+@pytest.mark.parametrize("counting", ["tiles", "matrix"])
+def test_softmax_counts(backend, counting):
+    """Softmax counts against a NumPy float32 softmax, in tiles (softmax_rank_counts over
+    several tiles, the last one padded) and on the whole matrix (rank_counts, what the
+    tiebreaking mode and the sequence-aware evaluation use): targets in every tile, ties from
+    softmax underflow to 0 (items scored 300 below the best) and from items whose weights
+    equal the target's."""
     import pytensor
     import pytensor.tensor as pt
     from types import SimpleNamespace
     from gru4rec.backend import mode_for
-    from gru4rec.evaluation import PaddedOutput, softmax_rank_counts
+    from gru4rec.evaluation import PaddedOutput, rank_counts, scores_and_target, softmax_rank_counts
 
     rng = np.random.default_rng(3)
     B, N, D = 16, 997, 8
@@ -247,13 +250,20 @@ def test_softmax_counts_in_tiles(backend):
     assert (np.abs(S - t)[distinct] > 1e-5 * t.repeat(N, 1)[distinct]).all()  # no near-ties to round
 
     mode = mode_for(backend)
-    net = SimpleNamespace(n_items=N, W={"Wy": pytensor.shared(Wy, shape=Wy.shape), "By": pytensor.shared(By)})
-    output = PaddedOutput(net, mode, chunk=300)  # 4 tiles of 250 columns, 3 of them padding
-    assert output.tiles()[1].type.shape == (4, 250)
-    output.refresh()
+    net = SimpleNamespace(n_items=N, final_act="softmax",
+                          W={"Wy": pytensor.shared(Wy, shape=Wy.shape), "By": pytensor.shared(By)})
     h = pt.tensor("h", dtype="float32", shape=(B, D))
     target = pt.tensor("y", dtype="int32", shape=(B,))
-    fn = pytensor.function([h, target] + output.inputs, softmax_rank_counts(h, output, target, N, mode), mode=mode)
+    if counting == "tiles":
+        output = PaddedOutput(net, mode, chunk=300)  # 4 tiles of 250 columns, 3 of them padding
+        assert output.tiles()[1].type.shape == (4, 250)
+        counts = softmax_rank_counts(h, output, target, N, mode)
+    else:
+        output = PaddedOutput(net, mode)
+        S, at = scores_and_target(net, output.raw_scores(h), target)
+        counts = rank_counts(S, at(target[:, None])[:, 0], target, N)
+    output.refresh()
+    fn = pytensor.function([h, target] + output.inputs, counts, mode=mode)
     gt, eq = (np.asarray(a) for a in fn(out, y.astype(np.int32), *output.values))
     np.testing.assert_array_equal(gt, gt_want)
     np.testing.assert_array_equal(eq, eq_want)
