@@ -598,3 +598,29 @@ def test_two_workers_share_a_postgres_study(data, tmp_path, postgres_url):
     assert sorted(t.number for t in trials) == [0, 1]
     assert all(t.state.name == "COMPLETE" and 0 < t.value < 1 for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_save_best_leaves_no_temporary_file_when_the_write_fails(tmp_path, monkeypatch):
+    """A failure between writing the temporary file and renaming it (a full disk, Ctrl-C)
+    removes the temporary file and keeps the old parameter file."""
+    from pathlib import Path
+    from types import SimpleNamespace
+    from gru4rec.params import load_param_file
+    from gru4rec.tuning.report import save_best
+    old = tmp_path / "best.py"
+    old.write_text("layers = [8]\n")
+    trial = SimpleNamespace(number=3, value=0.5, params={"layers": 16}, user_attrs={})
+    study = SimpleNamespace(best_trial=trial, study_name="s")
+    args = SimpleNamespace(valid_every=None, fixed_parameters="", primary_metric="recall", measure=20,
+                           test_path="va.tsv", save_best=str(old))
+
+    def interrupted(self, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_best(study, [], args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.py"] and old.read_text() == "layers = [8]\n"
+    monkeypatch.undo()
+    save_best(study, [], args)
+    assert dict(load_param_file(old)) == {"layers": [16]}

@@ -70,8 +70,12 @@ def save_best(study, space, args):
                + (f", epoch {epoch} chosen by it" if epoch is not None else ""))
     path = Path(args.save_best)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(param_file_text(pairs + list(drawn.items()), comment))
-    tmp.replace(path)
+    try:
+        tmp.write_text(param_file_text(pairs + list(drawn.items()), comment))
+        tmp.replace(path)
+    except BaseException:  # a full disk or Ctrl-C: no half-written temporary file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     print(f"Saved the best parameters to: {path}")
 
 
