@@ -285,3 +285,18 @@ def test_evaluation_calls_get_no_host_arrays(tmp_path, test_df, kind):
     assert [v for v in stored if isinstance(v, np.ndarray) and v.size > 64] == []
     assert all(isinstance(v, jax.Array) for v in ev.output.values)
     assert run_eval(loaded, test_df, cut_off=[20], batch_size=16) == first
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
+def test_softmax_evaluation_in_tiles_matches_brute_force(mode, test_df, brute, monkeypatch):
+    """A catalogue of more than one chunk is counted in tiles (here: chunks of 150 of the 400
+    items), with the same ranks as the brute force."""
+    from gru4rec import evaluation as ev
+    monkeypatch.setattr(ev, "CHUNK", 150)
+    model = H.small_model("softmax")
+    ev._CACHE.pop(model.net, None)
+    res = run_eval(model, test_df, cut_off=CUTS, batch_size=64, mode=mode, return_ranks=True)
+    evaluator, = ev._CACHE[model.net].values()
+    assert evaluator.tiled and evaluator.output.tiles()[1].type.shape[0] == 3
+    np.testing.assert_array_equal(res.ranks, brute["softmax"][mode])
+    ev._CACHE.pop(model.net)
