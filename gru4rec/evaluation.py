@@ -5,7 +5,9 @@ every session switch, like training. One compiled call advances all slots by `st
 and counts, per slot, how many scores are above and equal to the target's score; the hidden
 state stays on the device between calls and only the two counts per slot come back. Shapes
 are static (the JAX backend wants them): idle slots of the shrinking tail, and slots a test
-set with fewer sessions than `batch_size` never fills, are masked out.
+set with fewer sessions than `batch_size` never fills, are masked out. A step's scores form
+one matrix (slots x items, `rank_counts`), or for softmax against a large catalogue are
+counted in tiles of items that stay in the cache (`softmax_rank_counts`).
 
 Result-neutral deviations from the original: sessions are handed to slots longest first
 (each session starts from a zero state, so the metrics do not depend on the order; this
