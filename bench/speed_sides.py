@@ -83,7 +83,7 @@ def format_table(key, sides):
     """One row per side: mean mb/s (range), fastest evaluation, this package's multiple."""
     ours = sides["self"]["summary"]
     lines = [f"== {key} ==",
-             f"| side | mb/s (range over epochs and runs) | evaluation s | this package's mb/s x | evaluation x |",
+             "| side | mb/s (range over epochs and runs) | evaluation s | this package's mb/s x | evaluation x |",
              "|---|---|---|---|---|"]
     for name, side in sides.items():
         s = side["summary"]

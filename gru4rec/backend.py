@@ -98,23 +98,33 @@ def jax_device(device):
         raise ValueError(f"device {device!r} is not available to JAX ({e})") from None
 
 
-def keep_on_device(variables, mode):
-    """Puts the values of shared variables that hold host arrays on the device of `mode` (a
-    mode_for JAX mode; other modes keep host arrays), in place.
+def on_device(value, mode):
+    """`value` as an array on the device of `mode` where `mode` compiles with JAX (mode_for's
+    JAX modes name their device; others mean JAX's default one), else `value` as it is.
 
     Why: a compiled JAX function copies every host array it is given to the device at every
-    call, and a shared variable that no function updates keeps its host array: the weights of
-    a loaded model during evaluation (38 MB per call for the RetailRocket model of
-    Diginetica). PyTensor's set_value would turn a device array back into a host array, so
-    the value goes into the variable's container, where a function's update puts it too."""
-    device = getattr(mode.linker, "device", None)
-    if device is None:
-        return
+    call; an array put there once is handed over as it is."""
+    from pytensor.link.jax.linker import JAXLinker
+    if not isinstance(mode.linker, JAXLinker):
+        return value
     import jax
+    return jax.device_put(value, getattr(mode.linker, "device", None))
+
+
+def keep_on_device(variables, mode):
+    """Puts the values of shared variables that hold host arrays on the device of `mode`
+    (`on_device`), in place.
+
+    Why: a shared variable that no function updates keeps its host array, which JAX copies at
+    every call: the weights of a loaded model during evaluation (38 MB per call for the
+    RetailRocket model of Diginetica). PyTensor's set_value would turn a device array back
+    into a host array, so the value goes into the variable's container, where a function's
+    update puts it too."""
     import numpy as np
     for v in variables:
-        if isinstance(v.get_value(borrow=True, return_internal_type=True), np.ndarray):
-            v.container.storage[0] = jax.device_put(v.get_value(borrow=True), device)
+        value = v.get_value(borrow=True, return_internal_type=True)
+        if isinstance(value, np.ndarray):
+            v.container.storage[0] = on_device(value, mode)
 
 
 def mode_for(backend, device="cpu", precision="float32"):

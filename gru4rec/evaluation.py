@@ -22,7 +22,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from .backend import keep_on_device, mode_for
+from .backend import keep_on_device, mode_for, on_device
 from .data import DataError, check_frame, item_ids, session_parallel_schedule
 from .losses import activation
 from .params import TIE_MODES as MODES
@@ -289,8 +289,7 @@ class PaddedOutput:
         self.Wy = pt.tensor("evalWy", dtype="float32", shape=(NP, D))
         self.By = pt.tensor("evalBy", dtype="float32", shape=(NP,))
         self.inputs = [self.Wy, self.By]
-        self.device = getattr(mode.linker, "device", None)  # mode_for's JAX modes name their device
-        self.values = None
+        self.mode, self.values = mode, None
 
     def raw_scores(self, out):
         """Raw scores (B x padded items) of last layer outputs."""
@@ -307,12 +306,8 @@ class PaddedOutput:
         N, (NP, D) = self.n_items, self.Wy.type.shape
         Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
         By = np.asarray(self.W["By"].get_value())[:N]
-        values = [np.concatenate([Wy, np.zeros((NP - N, D), np.float32)]),
-                  np.concatenate([By, np.full(NP - N, -np.inf, np.float32)])]
-        if self.device is not None:
-            import jax
-            values = [jax.device_put(v, self.device) for v in values]
-        self.values = values
+        self.values = [on_device(np.concatenate([Wy, np.zeros((NP - N, D), np.float32)]), self.mode),
+                       on_device(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]), self.mode)]
 
 
 def counts_in_tiles(net, tiebreak, candidates):
@@ -343,9 +338,9 @@ class Evaluator:
         self.output = PaddedOutput(net, mode, tile) if candidates is None else None
         cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
         self.mode = mode
-        self.fn = self._compile(net, cand, mode)
+        self.fn = self._compile(net, cand)
 
-    def _compile(self, net, cand, mode):
+    def _compile(self, net, cand):
         """fn(x, y, keep[, Wy, By]) -> (gt, eq), each (K, B), over K events of every slot; the
         hidden states (and the tie-break generator) carry over from call to call; Wy, By: the
         padded output weights, against all items."""
@@ -365,12 +360,12 @@ class Evaluator:
             new_rng = outs[nl + 2:]
         else:
             res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=self.H + [None, None] + carry,
-                                n_steps=K, return_updates=False, mode=mode)
+                                n_steps=K, return_updates=False, mode=self.mode)
             new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
             new_rng = list(res[nl + 2:])  # scan hands back only the last generator state
         updates = list(zip(self.H + carry, new_H + new_rng))
         scoring = [] if self.output is None else self.output.inputs
-        return pytensor.function([X, Y, KEEP] + scoring, [gt, eq], updates=updates, mode=mode)
+        return pytensor.function([X, Y, KEEP] + scoring, [gt, eq], updates=updates, mode=self.mode)
 
     def _step(self, net, cand, x, y, keep, H, rng):
         """One event of every slot: the new hidden states (zeroed where keep is 0), the counts

@@ -27,9 +27,9 @@ from typing import NamedTuple
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.link.jax.linker import JAXLinker
 
 from . import ops
+from .backend import on_device
 from .data import session_parallel_schedule
 from .losses import activation, loss_sum
 from .optimizers import Optimizer, clip_by_global_norm, sum_duplicates
@@ -104,7 +104,6 @@ def _gather(net, W, x, y_all):
     two: XLA then neither copies the output rows out of the gather nor pads the gradient of
     the input rows to the whole list.) With full negatives (y_all None) the output rows are
     all of Wy and By, which are differentiated as a whole."""
-    B = net.p.batch_size
     idx, rows = OrderedDict(), OrderedDict()
     if y_all is None:
         if net.mode == "shared":
@@ -312,8 +311,7 @@ class Trainer:
         self.S = optimizer_state(net)
         self.H = [pytensor.shared(np.zeros((p.batch_size, L), np.float32), name=f"H{i}",
                                   shape=(p.batch_size, L)) for i, L in enumerate(p.layers)]
-        self.on_jax = isinstance(mode.linker, JAXLinker)
-        self.device = getattr(mode.linker, "device", None)  # mode_for's JAX modes name their device
+        self.mode = mode
         self.store = None
         if p.draws_samples:
             self.set_store(np.zeros((steps_per_call, p.n_sample), np.int32))  # until the first block
@@ -403,9 +401,7 @@ class Trainer:
         schedule goes to the device once and each call gets views of it."""
         n_calls = len(sched.x) // self.K
         chunks = [a.reshape(n_calls, self.K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
-        if self.on_jax:
-            import jax
-            chunks = [jax.device_put(a, self.device) for a in chunks]
+        chunks = [on_device(a, self.mode) for a in chunks]
         costs, pending = [], None
         for c in range(n_calls + 1):
             launched = self._launch(chunks, c, sampler) if c < n_calls else None
@@ -433,10 +429,7 @@ class Trainer:
         Why not a shared variable: one that a function only reads keeps a host array, which
         JAX copied to the device at every call (the default store is 40 MB: 10 ms a call on
         the CPU, a fifth of a 32-step call with the RSC15 parameters)."""
-        if self.on_jax:
-            import jax
-            block = jax.device_put(block, self.device)
-        self.store = block
+        self.store = on_device(block, self.mode)
 
     def _samples(self, off):
         """The call's arguments after the schedule: the store's rows off..off+K, or nothing."""
