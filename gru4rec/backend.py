@@ -22,6 +22,11 @@ BACKENDS = ("jax", "numba", "c")
 # Matrix-product precision on the GPU: full float32 like the original's cuBLAS SGEMM, or
 # TF32 (faster on A100/H100, about 3 fewer decimal digits in every product) on request.
 PRECISIONS = {"float32": "float32", "tf32": "tensorfloat32"}
+# XLA options of every program compiled for a platform (jax.jit's compiler_options). On the
+# CPU, copy insertion with region analysis proves that the training loop's dense weights and
+# optimizer states can be updated in their own buffers; without it XLA copied all of them at
+# the start of every step (docs/performance.md, "Where the time goes").
+COMPILER_OPTIONS = {"cpu": {"xla_cpu_copy_insertion_use_region_analysis": True}}
 _configured = {"pytensor": False, "jax": False}
 
 
@@ -192,7 +197,8 @@ def _donating_jax_linker(precision, device):
             donate = sorted(set((self.fgraph.update_mapping or {}).values()))
             static = self.scalar_shape_inputs
             jitted = jax.jit(traced, donate_argnums=donate, static_argnums=static,
-                             in_shardings=placement, out_shardings=placement)
+                             in_shardings=placement, out_shardings=placement,
+                             compiler_options=COMPILER_OPTIONS.get(device.platform))
             if not static:
                 return jitted
             return lambda *args: jitted(*(int(a) if i in static else a for i, a in enumerate(args)))
