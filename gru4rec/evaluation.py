@@ -205,7 +205,7 @@ def softmax_rank_counts(out, output, y, n_items, mode):
     Why the product and no division: XLA's CPU code turns a tile divided by each row's Z into
     this product anyway, but divides the vector of target scores exactly, so the target's score
     could differ from an equal item's in the last place and miss a tie (tests/test_evaluation.py
-    ::test_softmax_counts). pt.reciprocal stays as it is, where PyTensor's rewrites would turn
+    ::test_rank_counts). pt.reciprocal stays as it is, where PyTensor's rewrites would turn
     x * (1 / Z) back into x / Z."""
     W, b = output.tiles()
     nt, T = b.type.shape
