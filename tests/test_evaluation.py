@@ -231,9 +231,9 @@ def _counts_f32(act, out, Wy, By, y):
                                            ("relu", "matrix")])
 def test_rank_counts(act, counting, backend):
     """Counts against NumPy float32 scores: softmax in tiles (softmax_rank_counts over several
-    tiles, the last one padded), and every activation on the whole matrix (rank_counts, what
-    the other activations, the tiebreaking mode, the sequence-aware evaluation and catalogues
-    of one chunk use): targets in every tile, ties among 300 items scored 300 below the rest
+    tiles, the last one padded), and softmax, elu-0.5 and relu on the whole matrix (rank_counts,
+    what the other activations, the tiebreaking mode, the sequence-aware evaluation and
+    catalogues of one chunk use): targets in every tile, ties among 300 items scored 300 below the rest
     (softmax underflows to 0, elu to -0.5, relu gives 0) and with items whose weights equal
     the target's, which tie only where the target's score is computed exactly as theirs."""
     import pytensor
