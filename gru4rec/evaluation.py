@@ -280,33 +280,37 @@ class PaddedOutput:
     They are inputs of the compiled function (`inputs`), called with `values`, arrays on the
     device of `mode` that `refresh` makes. Why not shared variables: one that a function only
     reads keeps a host array, which JAX copies to the device at every call (80 MB for 200K
-    items at 100 units)."""
+    items at 100 units). Wy is stored as D x items for whole score matrices (`raw_scores`):
+    XLA's CPU product wants that layout and would otherwise transpose the whole matrix at
+    every call (3 % of Diginetica's evaluation); as items x D for `tiles`."""
 
-    def __init__(self, net, mode, chunk=CHUNK):
-        self.W, self.n_items = net.W, net.n_items
+    def __init__(self, net, mode, chunk=CHUNK, tiled=False):
+        self.W, self.n_items, self.tiled = net.W, net.n_items, tiled
         NP, self.chunk = padded_items(net.n_items, chunk)
         D = net.W["Wy"].type.shape[1]
-        self.Wy = pt.tensor("evalWy", dtype="float32", shape=(NP, D))
+        self.Wy = pt.tensor("evalWy", dtype="float32", shape=(NP, D) if tiled else (D, NP))
         self.By = pt.tensor("evalBy", dtype="float32", shape=(NP,))
         self.inputs = [self.Wy, self.By]
         self.mode, self.values = mode, None
 
     def raw_scores(self, out):
-        """Raw scores (B x padded items) of last layer outputs."""
-        return pt.dot(out, self.Wy.T) + self.By
+        """Raw scores (B x padded items) of last layer outputs (not `tiled`)."""
+        return pt.dot(out, self.Wy) + self.By
 
     def tiles(self):
-        """Wy and By as (chunks x chunk x D) and (chunks x chunk) tiles of items."""
+        """Wy and By as (chunks x chunk x D) and (chunks x chunk) tiles of items (`tiled`)."""
         NP, D = self.Wy.type.shape
         n = NP // self.chunk
         return self.Wy.reshape((n, self.chunk, D)), self.By.reshape((n, self.chunk))
 
     def refresh(self):
         """Pads the network's current Wy/By into `values`."""
-        N, (NP, D) = self.n_items, self.Wy.type.shape
+        N = self.n_items
         Wy = np.asarray(self.W["Wy"].get_value())[:N]  # without the padding row of the network
         By = np.asarray(self.W["By"].get_value())[:N]
-        self.values = [on_device(np.concatenate([Wy, np.zeros((NP - N, D), np.float32)]), self.mode),
+        NP, D = self.By.type.shape[0], Wy.shape[1]
+        Wy = np.concatenate([Wy, np.zeros((NP - N, D), np.float32)])
+        self.values = [on_device(Wy if self.tiled else np.ascontiguousarray(Wy.T), self.mode),
                        on_device(np.concatenate([By, np.full(NP - N, -np.inf, np.float32)]), self.mode)]
 
 
@@ -335,7 +339,7 @@ class Evaluator:
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
         self.tiled = counts_in_tiles(net, tiebreak, candidates)
         tile = min(CHUNK, max(256, TILE_SCORES // batch_size)) if self.tiled else CHUNK
-        self.output = PaddedOutput(net, mode, tile) if candidates is None else None
+        self.output = PaddedOutput(net, mode, tile, self.tiled) if candidates is None else None
         cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
         self.mode = mode
         self.fn = self._compile(net, cand)
