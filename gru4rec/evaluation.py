@@ -282,7 +282,7 @@ class PaddedOutput:
     reads keeps a host array, which JAX copies to the device at every call (80 MB for 200K
     items at 100 units). Wy is stored as D x items for whole score matrices (`raw_scores`):
     XLA's CPU product wants that layout and would otherwise transpose the whole matrix at
-    every call (3 % of Diginetica's evaluation); as items x D for `tiles`."""
+    every call (2-3 % of Diginetica's evaluation); as items x D for `tiles`."""
 
     def __init__(self, net, mode, chunk=CHUNK, tiled=False):
         self.W, self.n_items, self.tiled = net.W, net.n_items, tiled

@@ -298,7 +298,7 @@ def test_evaluation_calls_get_no_host_arrays(tmp_path, test_df, kind):
 
 def test_evaluation_call_never_copies_the_item_weights():
     """The compiled evaluation call multiplies by the padded item weights as they are passed:
-    given as items x D, XLA transposed the whole matrix at every call (3 % of Diginetica's
+    given as items x D, XLA transposed the whole matrix at every call (2-3 % of Diginetica's
     evaluation)."""
     import jax
     from gru4rec.evaluation import _evaluator
