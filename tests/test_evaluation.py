@@ -10,6 +10,7 @@ from gru4rec import DataError, GRU4Rec
 from gru4rec.evaluation import eval_schedule, eval_slots, evaluate, metrics_from_ranks, ranks_from_counts
 
 from . import evalhelpers as H
+from .xlahelpers import program_text, whole_copies
 
 CUTS = [1, 5, 10, 20]
 
@@ -300,19 +301,11 @@ def test_evaluation_call_never_copies_the_item_weights():
     """The compiled evaluation call multiplies by the padded item weights as they are passed:
     given as items x D, XLA transposed the whole matrix at every call (2-3 % of Diginetica's
     evaluation)."""
-    import jax
     from gru4rec.evaluation import _evaluator
     ev = _evaluator(H.small_model("relu"), batch_size=16, steps=8, tiebreak=False, candidates=None)
-    fn = ev.fn
-
-    def arg(v):  # shared values as stored, explicit inputs by their static shapes
-        stored = fn.vm.storage_map[v][0]
-        return stored if stored is not None else jax.ShapeDtypeStruct(v.type.shape, v.type.dtype)
-
-    text = fn.vm.jit_fn.lower(*map(arg, fn.maker.fgraph.inputs)).compile().as_text()
+    text = program_text(ev.fn)
     D, NP = ev.output.Wy.type.shape
-    shapes = (f"f32[{D},{NP}]", f"f32[{NP},{D}]")
-    copies = [line.strip() for line in text.splitlines() if " copy(" in line and any(f"= {s}" in line for s in shapes)]
+    copies = whole_copies(text, [(D, NP), (NP, D)])
     assert "dot(" in text and not copies, copies
 
 

@@ -14,6 +14,7 @@ from gru4rec.evaluation import _CACHE, evaluate
 from gru4rec.predict import live
 
 from .conftest import ROOT, YOOCHOOSE, needs
+from .xlahelpers import program_text
 
 N_ITEMS = 40
 
@@ -65,15 +66,7 @@ def test_no_negative_samples_from_the_command_line(tmp_path):
 
 def dot_precisions(fn):
     """The precision attribute of every dot_general in a compiled JAX function's lowering."""
-    import jax
-
-    def arg(v):  # shared values as stored; explicit inputs by shape (unknown sizes as 1)
-        stored = fn.vm.storage_map[v][0]
-        if stored is not None:
-            return stored
-        return jax.ShapeDtypeStruct(tuple(d or 1 for d in v.type.shape), v.type.dtype)
-
-    text = fn.vm.jit_fn.lower(*map(arg, fn.maker.fgraph.inputs)).as_text()
+    text = program_text(fn, optimized=False)
     return {line.split("precision = ")[1].split("]")[0] + "]" for line in text.splitlines()
             if "dot_general" in line and "precision = " in line}
 

@@ -17,6 +17,7 @@ from gru4rec.training import Trainer
 from . import reference as ref
 from .stephelpers import (case_id, compiled_step, expanded, make_params, random_weights, ref_cfg, ref_inputs,
                           to_ref, with_fused)
+from .xlahelpers import program_text, whole_copies
 
 N = 9
 
@@ -307,20 +308,11 @@ def test_training_call_never_copies_a_weight(fused, adapt):
     every update, which halved the training speed on Diginetica; without region analysis in
     copy insertion (backend.COMPILER_OPTIONS) XLA copied every dense weight and its states
     at the start of every step."""
-    import jax
     p = make_params(loss="bpr-max", final_act="elu-0.5", constrained_embedding=True, momentum=0.4,
                     adapt=adapt, adapt_params=[0.9, 0.999] if adapt == "adam" else [])
     net = Network(p, N, weights=random_weights(p, np.random.default_rng(0), N), pop=np.ones(N, np.float32),
                   fused=fused)
     assert net.fused_update == fused
-    fn = Trainer(net, 2, mode_for("jax"), seed=0).fn
-
-    def arg(v):  # shared values as stored, explicit inputs by their static shapes
-        stored = fn.vm.storage_map[v][0]
-        return stored if stored is not None else jax.ShapeDtypeStruct(v.type.shape, v.type.dtype)
-
-    text = fn.vm.jit_fn.lower(*map(arg, fn.maker.fgraph.inputs)).compile().as_text()
-    shapes = {f"f32[{','.join(map(str, w.type.shape))}]" for w in net.W.values()}
-    copies = [line.strip() for line in text.splitlines()
-              if " copy(" in line and any(f"= {s}" in line for s in shapes)]
+    text = program_text(Trainer(net, 2, mode_for("jax"), seed=0).fn)
+    copies = whole_copies(text, [w.type.shape for w in net.W.values()])
     assert "scatter" in text and not copies, copies
