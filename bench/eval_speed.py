@@ -51,7 +51,7 @@ def product_floor(model, test, batch_size):
     slots = eval_slots(offsets, batch_size, model.net.n_items)
     steps = len(eval_schedule(items, offsets, slots, model.net.pad)[0])
     Wy = jnp.asarray(model.net.W["Wy"].get_value()[:model.net.n_items])
-    WyT = jnp.pad(Wy, ((0, padded_items(model.net.n_items)[0] - Wy.shape[0]), (0, 0))).T.copy()
+    WyT = jnp.pad(Wy, ((0, padded_items(model.net.n_items)[0] - Wy.shape[0]), (0, 0))).T
     H = jnp.asarray(np.random.default_rng(0).standard_normal((slots, Wy.shape[1]), np.float32))
     product = jax.jit(lambda h, w: jnp.dot(h, w, precision="highest"))  # D x items, as PaddedOutput
     product(H, WyT).block_until_ready()
