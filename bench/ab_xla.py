@@ -1,16 +1,17 @@
-"""Training speed under two sets of XLA compile options, side by side in one process.
+"""Training speed under several sets of XLA compile options, side by side in one process.
 
     python bench/ab_xla.py [--config retailrocket] [--change '{"xla_cpu_copy_insertion_use_region_analysis": false}']
-        [--rounds 30] [--steps 320] [--sessions 30000]
+        [--change '{...}' ...] [--rounds 30] [--steps 320] [--sessions 30000]
 
 Compiles the training call of one configuration (bench/profile.py's, on the first --sessions
-sessions) twice: with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and with the
-options of --change merged over them ("changed"). The two then train in turn on the same
-slices of an epoch's schedule, --steps minibatches each, --rounds times, the order swapped every
-round, so that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour)
-slows both alike. Prints the median milliseconds per minibatch of each and their ratio, and
-writes them as JSON (--out). The weights of the two differ after the first slice only where the
-options change the numbers; this script times, bench/faithfulness.py and the tests check numbers.
+sessions) once with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and once for each
+--change, its options merged over them. All of them then train in turn on the same slices of
+an epoch's schedule, --steps minibatches each, --rounds times, the order rotated every round, so
+that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour) slows
+them alike. Prints each one's median milliseconds per minibatch, its ratio to "current" (of the
+medians, and the median of the rounds' ratios) and whether its weights are still bit-identical
+to those of "current" after all rounds (options that change XLA's arithmetic change the
+numbers), and writes them as JSON (--out).
 """
 import argparse
 import contextlib
@@ -62,50 +63,62 @@ def build(params, train, options, K):
 
 
 def run(args):
+    """(options by side, ms per minibatch of every round by side, built sides)."""
     train, _, params = PROFILE.load_config(args.config, args.sessions)
     current = dict(backend.COMPILER_OPTIONS.get("cpu", {}))
-    sides = {"current": current, "changed": {**current, **json.loads(args.change)}}
+    changes = args.change or ['{"xla_cpu_copy_insertion_use_region_analysis": false}']
+    sides = {"current": current, **{c: {**current, **json.loads(c)} for c in changes}}
     built = {name: build(params, train, opts, args.steps_per_call) for name, opts in sides.items()}
     steps = args.steps - args.steps % args.steps_per_call
     n = min(len(b[2].x) for b in built.values()) - steps
-    times = {name: [] for name in sides}
+    names, times = list(sides), {name: [] for name in sides}
     for r in range(args.rounds):
         start = (r * steps) % n
         start -= start % args.steps_per_call
-        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             trainer, sampler, sched = built[name]
             part = SimpleNamespace(**{f: getattr(sched, f)[start:start + steps] for f in ("x", "y", "active", "reset")})
             t0 = time.perf_counter()
             trainer.run(part, sampler)
             times[name].append((time.perf_counter() - t0) / steps * 1e3)
-    return sides, times
+    return sides, times, built
+
+
+def same_weights(a, b):
+    """Whether two trainers' weights are bit-identical."""
+    return all(np.array_equal(x.get_value(), y.get_value()) for x, y in zip(a.net.W.values(), b.net.W.values()))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="retailrocket", choices=[c for c in PROFILE.CONFIGS if c != "beauty-full"])
-    ap.add_argument("--change", default='{"xla_cpu_copy_insertion_use_region_analysis": false}',
-                    help="XLA options (JSON) merged over gru4rec.backend.COMPILER_OPTIONS['cpu']")
+    ap.add_argument("--change", action="append",
+                    help="XLA options (JSON) merged over gru4rec.backend.COMPILER_OPTIONS['cpu']; repeat for more "
+                         "sides (default: region analysis off)")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=320, help="minibatches per timed slice")
     ap.add_argument("--steps-per-call", type=int, default=32)
     ap.add_argument("--sessions", type=int, default=30000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ab_xla.json")
     args = ap.parse_args()
-    sides, times = run(args)
+    sides, times, built = run(args)
+    base = np.array(times["current"])
     med = {name: float(np.median(t)) for name, t in times.items()}
-    print(f"\n{args.config}: {args.rounds} rounds of {args.steps} minibatches, alternating")
-    print("| side | options | ms/minibatch (median) | mb/s |")
-    print("|---|---|---|---|")
+    ratio = {name: med[name] / med["current"] for name in sides}
+    paired = {name: float(np.median(np.array(t) / base)) for name, t in times.items()}
+    same = {name: same_weights(built["current"][0], built[name][0]) for name in sides}
+    print(f"\n{args.config}: {args.rounds} rounds of {args.steps} minibatches, in turn")
+    print("| side | options | ms/minibatch (median) | mb/s | time / current | median of rounds' ratios | same weights |")
+    print("|---|---|---|---|---|---|---|")
     for name, opts in sides.items():
-        print(f"| {name} | {json.dumps(opts)} | {med[name]:.3f} | {1e3 / med[name]:.1f} |")
-    ratio = med["changed"] / med["current"]
-    print(f"changed / current time: {ratio:.3f}")
+        print(f"| {name} | {json.dumps(opts)} | {med[name]:.3f} | {1e3 / med[name]:.1f} | {ratio[name]:.3f} "
+              f"| {paired[name]:.3f} | {'yes' if same[name] else 'no'} |")
     import jax
     record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "versions": {"python": platform.python_version(), "jax": jax.__version__},
               "settings": vars(args) | {"out": str(args.out)}, "options": sides,
-              "ms_per_minibatch": times, "median": med, "ratio": ratio}
+              "ms_per_minibatch": times, "median": med, "ratio": ratio, "paired_ratio": paired,
+              "same_weights": same}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
     print(f"written to {args.out}")
