@@ -1,4 +1,4 @@
-"""Training end to end, bad input to fit, init, the sample store, save and load."""
+"""Training end to end, bad input to fit, init, save and load."""
 import logging
 import re
 
@@ -10,7 +10,6 @@ from gru4rec import GRU4Rec
 from gru4rec import params as P
 from gru4rec.data import DataError
 from gru4rec.model import init_weights
-from gru4rec.sampling import SampleStore
 from gru4rec.serialization import ModelFileError
 
 from . import reference as ref
@@ -119,20 +118,6 @@ def test_init_matches_reference_draw_order():
             else:
                 other = theirs[k]
             np.testing.assert_allclose(v, other, rtol=1e-6, atol=1e-7, err_msg=k)
-
-
-def test_sample_store_distribution_and_regeneration():
-    pop = np.array([1, 0, 4, 9, 16], np.float32)  # item 1 has zero weight: never drawn
-    store = SampleStore(pop, 1000, 0.5, store_size=20000, steps_per_call=8, rng=np.random.default_rng(0))
-    assert store.n_rows == 20
-    freq = np.bincount(store.block.ravel(), minlength=5) / store.block.size
-    w = pop ** 0.5
-    np.testing.assert_allclose(freq, w / w.sum(), atol=0.01)
-    assert freq[1] == 0
-    offsets = [store.take() for _ in range(3)]
-    assert [o for o, _ in offsets] == [0, 8, 0] and offsets[2][1] is not None  # 16 + 8 > 20: new block
-    uniform = SampleStore(pop, 1000, 0.0, 20000, 8, np.random.default_rng(0))
-    assert np.bincount(uniform.block.ravel(), minlength=5)[1] > 0
 
 
 def test_save_load_roundtrip_and_errors(synthetic_train, tmp_path):
