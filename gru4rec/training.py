@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.builders import OpFromGraph
 
 from . import ops
 from .backend import on_device
@@ -134,11 +135,24 @@ def _logq(net, y, cols, logpop):
     return pt.concatenate([logpop[y], net.p.sample_alpha * logpop[cols.samples]])
 
 
+def _rows_of(b, B):
+    """b repeated in B rows, whose gradient w.r.t. b (the sum of the rows' gradients) is the
+    product ones(B) @ g. Why: XLA's CPU backend hands a sum over the rows to YNNPACK, which
+    took 21 ms for 128 x 46,181 score gradients where the product takes 0.43 ms (the full
+    negatives' step spent a fifth of its time there; docs/performance.md). The rows
+    themselves are b broadcast, as before. (With precision='tf32' on a GPU this gradient is a
+    TF32 product like the weights'.)"""
+    x = b.type()
+    rows = OpFromGraph([x], [pt.broadcast_to(x[None, :], (B, x.shape[0]))], inline=True,
+                       pullback=lambda inputs, outputs, grads: [pt.dot(pt.ones((B,), grads[0].dtype), grads[0])])
+    return rows(b)
+
+
 def _cost(net, out, out_w, b, logq, inp, cols):
     """The summed loss / B (spec 3.2), through the fused ScoreLoss where it covers the loss."""
     p, B, active = net.p, net.p.batch_size, inp.active
     if cols.items is None:
-        Y = activation(net.final_act)(pt.dot(out, out_w.T) + b[None, :], cols.mask)
+        Y = activation(net.final_act)(pt.dot(out, out_w.T) + _rows_of(b, B), cols.mask)
         return loss_sum(p.loss, Y, active, cols.mask, 0, smoothing=p.smoothing, target=inp.y) / B
     if net.fused_loss:
         return ops.score_loss(out, out_w, b, logq, active, cols.mask, p.loss, net.final_act,
