@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 
 from gru4rec import GRU4Rec
-from gru4rec.model import sparse_names
+from gru4rec.backend import mode_for
+from gru4rec.model import Network, sparse_names
+from gru4rec.training import Trainer
 
 from . import reference as ref
 from .stephelpers import case_id, compiled_step, make_params, random_weights, ref_cfg, ref_inputs, to_ref
+from .xlahelpers import program_text
 
 N = 9  # items
 
@@ -117,12 +120,6 @@ def test_bias_gradient_is_a_product_not_a_row_sum():
     comes from a product with ones: XLA's CPU backend gives a sum over the rows of a wide
     matrix to YNNPACK, which took 21 ms for Beauty's 128 x 46,181 scores (0.43 ms as a
     product), a fifth of the step. No reduction over dimension 0 yields one value per item."""
-    from gru4rec.backend import mode_for
-    from gru4rec.model import Network
-    from gru4rec.training import Trainer
-
-    from .xlahelpers import program_text
-
     p = make_params(loss="cross-entropy", final_act="softmax", negatives="full", constrained_embedding=True)
     n = 300
     net = Network(p, n, weights=random_weights(p, np.random.default_rng(0), n), pop=np.ones(n, np.float32))
