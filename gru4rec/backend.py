@@ -46,8 +46,6 @@ def configure():
     import pytensor
     pytensor.config.floatX = "float32"
     _place_pytensor_cache(pytensor.config, cache_dir() / "pytensor")
-    from . import ops
-    ops.register_backends()  # reads floatX and the cache location: after both are set
     _configured["pytensor"] = True
 
 
@@ -151,6 +149,8 @@ def mode_for(backend, device="cpu", precision="float32"):
     elif kind != "cpu":
         raise ValueError(f"the {backend} backend runs on the CPU only; use backend='jax' for {device!r}")
     configure()
+    from . import ops
+    ops.register_backend(backend)  # reads floatX and the cache location: after configure()
     from pytensor.compile.mode import Mode, get_mode
     if backend == "jax":
         return Mode(linker=_donating_jax_linker(PRECISIONS[precision], dev),

@@ -48,25 +48,31 @@ def test_import_changes_nothing_in_the_process(tmp_path):
 
 
 def test_first_compile_sets_float32_and_the_caches(tmp_path):
-    """The compile caches land in $GRU4REC_CACHE: PyTensor's compiledir (and Numba cache) under
-    pytensor/, JAX's persistent cache under jax/ (with the compiled training step in it)."""
+    """The compile caches land in $GRU4REC_CACHE: PyTensor's compiledir and Numba cache under
+    pytensor/, JAX's persistent cache under jax/ (with the compiled training step in it).
+    Numba is imported only when its backend is asked for (0.2-0.4 s of run.py's start)."""
     cache = tmp_path / "cache"
     got = python("""
         import json, sys
         import jax, pytensor
         from gru4rec import GRU4Rec
+        from gru4rec.backend import mode_for
         from gru4rec.synthetic import generate
         train, _ = generate(n_sessions=400, n_items=100, seed=1)
         GRU4Rec(layers=[8], n_epochs=1, batch_size=8, n_sample=16).fit(train)
-        numba = sys.modules.get("pytensor.link.numba.cache")
+        jax_run_imported = [m for m in ("numba", "gru4rec.ops.numba_dispatch") if m in sys.modules]
+        mode_for("numba")
+        numba = sys.modules["pytensor.link.numba.cache"]
         print(json.dumps([pytensor.config.floatX, jax.config.jax_enable_x64, str(pytensor.config.compiledir),
-                          jax.config.jax_compilation_cache_dir, numba and str(numba.NUMBA_CACHE_PATH)]))
+                          jax.config.jax_compilation_cache_dir, jax_run_imported, str(numba.NUMBA_CACHE_PATH),
+                          "gru4rec.ops.numba_dispatch" in sys.modules]))
     """, tmp_path, GRU4REC_CACHE=str(cache))
-    floatx, x64, compiledir, jax_cache, numba_cache = got
+    floatx, x64, compiledir, jax_cache, jax_run_imported, numba_cache, numba_ops = got
     assert floatx == "float32" and x64 is False
     assert compiledir.startswith(str(cache / "pytensor") + os.sep)
     assert jax_cache == str(cache / "jax") and any((cache / "jax").iterdir())
-    assert numba_cache in (None, str(cache / "pytensor" / "numba"))
+    assert jax_run_imported == []
+    assert numba_cache == str(cache / "pytensor" / "numba") and numba_ops
 
 
 def test_a_second_process_compiles_nothing(tmp_path):

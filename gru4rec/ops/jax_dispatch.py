@@ -1,5 +1,5 @@
 """JAX implementation of `SparseAdagrad` (CPU and GPU). `ScoreLoss` needs none: PyTensor's
-OpFromGraph dispatch compiles its inner graph. Imported by `register_backends()`: importing
+OpFromGraph dispatch compiles its inner graph. Imported by `register_backend("jax")`: importing
 PyTensor's JAX dispatch sets JAX's x64 mode from floatX, so it must come after
 `gru4rec.backend.configure()`."""
 import inspect

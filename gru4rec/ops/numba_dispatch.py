@@ -1,7 +1,7 @@
 """Numba implementation of `SparseAdagrad` (compiled loops, no object mode). `ScoreLoss`
 needs none: PyTensor's OpFromGraph dispatch compiles its inner graph. Imported by
-`register_backends()` when Numba is installed, after `gru4rec.backend.configure()` has
-placed the cache that PyTensor's Numba dispatch fixes on import."""
+`register_backend("numba")`, after `gru4rec.backend.configure()` has placed the cache that
+PyTensor's Numba dispatch fixes on import."""
 import hashlib
 import inspect
 
