@@ -540,7 +540,10 @@ def test_model_file_metadata_disagrees(trained, tmp_path, capsys, case):
 # Interrupted saves
 
 SAVER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal, also where the tests run as a background
+    # job of a shell, whose children inherit SIGINT ignored (Python then installs no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {root!r})
     import numpy as np, pandas as pd
     from gru4rec import serialization
