@@ -1,11 +1,13 @@
 """Training speed under several sets of XLA compile options, side by side in one process.
 
     python bench/ab_xla.py [--config retailrocket] [--change '{"xla_cpu_copy_insertion_use_region_analysis": false}']
-        [--change '{...}' ...] [--rounds 30] [--steps 320] [--sessions 30000]
+        [--change '{...}' ...] [--xla-scatters] [--rounds 30] [--steps 320] [--sessions 30000]
 
 Compiles the training call of one configuration (bench/profile.py's, on the first --sessions
 sessions) once with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and once for each
---change, its options merged over them. All of them then train in turn on the same slices of
+--change, its options merged over them; --xla-scatters adds the current options with the sparse
+update's scatters left to XLA instead of the CPU kernel (gru4rec/ops/scatter_rows.cc), and
+then no --change is compiled unless given. All of them then train in turn on the same slices of
 an epoch's schedule, --steps minibatches each, --rounds times, the order rotated every round, so
 that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour) slows
 them alike. Prints each one's median milliseconds per minibatch, its ratio to "current" (of the
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gru4rec import GRU4Rec, backend  # noqa: E402
 from gru4rec.data import session_parallel_schedule  # noqa: E402
+from gru4rec.ops import scatter_rows  # noqa: E402
 
 
 def _profile_bench():
@@ -43,14 +46,17 @@ def _profile_bench():
 
 
 PROFILE = _profile_bench()
+XLA_SCATTERS = "xla scatters"  # the side without the CPU kernel
 
 
-def build(params, train, options, K):
-    """(trainer, sampler, padded schedule) of a model compiled with `options` for the CPU."""
+def build(params, train, options, K, kernel=True):
+    """(trainer, sampler, padded schedule) of a model compiled with `options` for the CPU, with
+    or without the CPU kernel of the sparse update."""
     saved = backend.COMPILER_OPTIONS
     backend.COMPILER_OPTIONS = {"cpu": options}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), \
+                (contextlib.nullcontext() if kernel else scatter_rows.turned_off()):
             model = GRU4Rec.from_param_string(params + ",n_epochs=1", steps_per_call=K)
             td = model._training_data(train, None, None, None)
             trainer, sampler = model._trainer(td, 10000000)
@@ -66,9 +72,12 @@ def run(args):
     """(options by side, ms per minibatch of every round by side, built sides)."""
     train, _, params = PROFILE.load_config(args.config, args.sessions)
     current = dict(backend.COMPILER_OPTIONS.get("cpu", {}))
-    changes = args.change or ['{"xla_cpu_copy_insertion_use_region_analysis": false}']
+    changes = args.change or ([] if args.xla_scatters else ['{"xla_cpu_copy_insertion_use_region_analysis": false}'])
     sides = {"current": current, **{c: {**current, **json.loads(c)} for c in changes}}
-    built = {name: build(params, train, opts, args.steps_per_call) for name, opts in sides.items()}
+    if args.xla_scatters:
+        sides[XLA_SCATTERS] = current
+    built = {name: build(params, train, opts, args.steps_per_call, kernel=name != XLA_SCATTERS)
+             for name, opts in sides.items()}
     steps = args.steps - args.steps % args.steps_per_call
     n = min(len(b[2].x) for b in built.values()) - steps
     names, times = list(sides), {name: [] for name in sides}
@@ -95,6 +104,8 @@ def main():
     ap.add_argument("--change", action="append",
                     help="XLA options (JSON) merged over gru4rec.backend.COMPILER_OPTIONS['cpu']; repeat for more "
                          "sides (default: region analysis off)")
+    ap.add_argument("--xla-scatters", action="store_true",
+                    help="add a side without the CPU kernel of the sparse update (current options)")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=320, help="minibatches per timed slice")
     ap.add_argument("--steps-per-call", type=int, default=32)

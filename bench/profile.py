@@ -7,10 +7,12 @@ Each configuration trains two epochs on (the first --sessions sessions of) its d
 traces the second one with jax.profiler; with --eval it then evaluates the test set twice
 and traces the second run. Every XLA operation the trace names is classified from the
 optimized HLO module that XLA wrote (--xla_dump_to): matrix products (dot), gathers,
-scatters, random numbers (the counter-based generator's bit operations), copies, and
-elementwise work and reductions. "loop, host and waits" is the wall time the operations do
-not cover: the while loop, the host loop between calls and idle threads. Operation times are
-summed over XLA's threads, so on several cores they can add up to more than the wall time.
+scatters (with the CPU kernel of gru4rec/ops/scatter_rows.cc), random numbers (the
+counter-based generator's bit operations), copies, and elementwise work and reductions.
+"loop, host and waits" is the wall time the operations do not cover: the while loop, the host
+loop between calls and idle threads. Operation times are summed over XLA's threads, so on
+several cores they can add up to more than the wall time (the kernel counts once, on the
+thread that calls it, however many threads share its work).
 
 Prints a table per run and writes them as JSON (--out). The tracing itself costs a little
 per operation; the table is about shares, bench/train_speed.py about speed.
@@ -44,7 +46,8 @@ INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*? ([a-z][\w\-]*)\((.*)$")
 
 
 def parse_hlo(text):
-    """{instruction name: (opcode, called computations)} and {computation: [instruction names]}."""
+    """{instruction name: (opcode, called computations)} and {computation: [instruction names]};
+    a custom call's opcode is its target (gru4rec_scatter_rows* for the sparse update's kernel)."""
     instr, comps, cur = {}, {}, None
     for line in text.splitlines():
         if line and not line.startswith(" ") and line.rstrip().endswith("{"):
@@ -54,7 +57,8 @@ def parse_hlo(text):
         m = INSTR.match(line)
         if m and cur is not None:
             called = re.findall(r"(?:calls|to_apply)=%?([\w.\-]+)", m[3])
-            instr[m[1]] = (m[2], called)
+            target = re.search(r'custom_call_target="([^"]+)"', m[3]) if m[2] == "custom-call" else None
+            instr[m[1]] = (target[1] if target else m[2], called)
             comps[cur].append(m[1])
     return instr, comps
 
@@ -77,7 +81,7 @@ def kind(ops):
         return None
     if "dot" in ops or "convolution" in ops:
         return "matrix products"
-    if "scatter" in ops:
+    if "scatter" in ops or any(op.startswith("gru4rec_scatter_rows") for op in ops):
         return "scatters"
     if "gather" in ops or "dynamic-slice" in ops:
         return "gathers"

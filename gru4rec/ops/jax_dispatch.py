@@ -4,10 +4,12 @@ PyTensor's JAX dispatch sets JAX's x64 mode from floatX, so it must come after
 `gru4rec.backend.configure()`."""
 import inspect
 
+import jax
 import jax.numpy as jnp
 from pytensor.link.jax.dispatch import jax_funcify
 
 from ..optimizers import EPS
+from . import scatter_rows
 from .sparse_adagrad import SparseAdagrad
 
 
@@ -33,6 +35,7 @@ def _after(read, add):
 def jax_funcify_SparseAdagrad(op, **kwargs):
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
     kw = _index_kwargs()
+    scatter = _scatter(scatter_rows.target(mom > 0))
 
     def sparse_adagrad_jax(P, A, *rest):
         V = rest[0] if mom > 0 else None
@@ -43,10 +46,33 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
         if lmbd > 0:
             step = step + lmbd * P.at[idx].get(**kw)
         step = (lr * step).astype(P.dtype)
-        A = A.at[idx].add(_after(old, g * g), **kw)
-        if mom > 0:
-            v = (mom * V.at[idx].get(**kw) - step).astype(P.dtype)
-            return P.at[idx].add(v, **kw), A, V.at[idx].set(v, **kw)
-        return P.at[idx].add(-step, **kw), A
+        d = (mom * V.at[idx].get(**kw) - step).astype(P.dtype) if mom > 0 else -step
+        return scatter(P, A, V, idx, g, d, old)
 
     return sparse_adagrad_jax
+
+
+def _scatter(target):
+    """A function (P, A, V or None, idx, g, d, old) -> (P[idx] += d, A[idx] += g * g[, V[idx] = d]),
+    occurrence by occurrence (`old`: the rows A[idx] read before). A float32 matrix on the CPU goes
+    through the FFI `target` (scatter_rows.cc) where there is one, anything else through XLA's
+    scatters: the same bits."""
+    kw = _index_kwargs()
+
+    def xla(P, A, V, idx, g, d, old):
+        A = A.at[idx].add(_after(old, g * g), **kw)
+        new = (P.at[idx].add(d, **kw), A)
+        return new + ((V.at[idx].set(d, **kw),) if V is not None else ())
+
+    def kernel(P, A, V, idx, g, d, old):
+        state = (P, A) + ((V,) if V is not None else ())
+        call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in state),
+                                input_output_aliases={i: i for i in range(len(state))})
+        return tuple(call(*state, idx.astype(jnp.int32), g, d))
+
+    def scatter(P, A, V, idx, g, d, old):
+        if target is None or P.dtype != jnp.float32 or P.ndim != 2:
+            return xla(P, A, V, idx, g, d, old)
+        return jax.lax.platform_dependent(P, A, V, idx, g, d, old, cpu=kernel, default=xla)
+
+    return scatter

@@ -1,0 +1,124 @@
+// The row scatters that end SparseAdagrad's update on the CPU, as one XLA FFI call
+// (gru4rec/ops/scatter_rows.py builds and registers it; docs/performance.md has the timings).
+//
+// For every occurrence k, in order: P[idx_k] += d_k, A[idx_k] += g_k * g_k and, with a
+// velocity, V[idx_k] = d_k. P, A and V are updated in place (the call aliases them to its
+// outputs). These are the additions of XLA's three scatters in the same order, so the
+// results are the same bits; built with -ffp-contract=off, as a fused multiply-add would
+// round A's increment once instead of twice.
+//
+// Why: XLA runs the three scatters one after another, each on one thread. Here the rows are
+// split among the threads of XLA's pool by their index modulo the number of parts, so every
+// row's occurrences stay in order on one thread, and each occurrence touches its three rows
+// at once.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Work {
+  float* p;
+  float* a;
+  float* v;  // nullptr without a velocity
+  const int32_t* idx;
+  const float* g;
+  const float* d;
+  int64_t n, dim, parts;
+  std::atomic<int64_t> next{0}, done{0};
+};
+
+void scatter_part(const Work& w, int64_t part) {
+  for (int64_t k = 0; k < w.n; ++k) {
+    const int64_t row = w.idx[k];
+    if ((row & (w.parts - 1)) != part) continue;
+    float* __restrict p = w.p + row * w.dim;
+    float* __restrict a = w.a + row * w.dim;
+    const float* __restrict g = w.g + k * w.dim;
+    const float* __restrict d = w.d + k * w.dim;
+    for (int64_t j = 0; j < w.dim; ++j) {
+      p[j] += d[j];
+      a[j] += g[j] * g[j];
+    }
+    if (w.v) std::copy(d, d + w.dim, w.v + row * w.dim);
+  }
+}
+
+// Takes parts until none is left; the caller and every scheduled task run this.
+void run_parts(const std::shared_ptr<Work>& w) {
+  for (int64_t part; (part = w->next.fetch_add(1)) < w->parts;) {
+    scatter_part(*w, part);
+    w->done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+ffi::Error Scatter(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
+                   ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> d,
+                   float* p, float* a, float* v) {
+  if (p != P.typed_data() || a != A.typed_data())
+    return ffi::Error(ffi::ErrorCode::kInternal, "scatter_rows: outputs not aliased to inputs");
+  const int64_t n = idx.element_count();
+  if (n == 0) return ffi::Error::Success();
+  const int64_t dim = g.element_count() / n, rows = P.element_count() / dim;
+  const int32_t* ix = idx.typed_data();
+  if (std::any_of(ix, ix + n, [rows](int32_t r) { return r < 0 || r >= rows; }))
+    return ffi::Error(ffi::ErrorCode::kOutOfRange, "scatter_rows: a row index is out of range");
+  auto w = std::make_shared<Work>();
+  w->p = p, w->a = a, w->v = v, w->idx = ix, w->g = g.typed_data(), w->d = d.typed_data();
+  w->n = n, w->dim = dim;
+  w->parts = std::clamp<int64_t>(pool.num_threads(), 1, 16);
+  while (w->parts & (w->parts - 1)) w->parts &= w->parts - 1;  // a power of two: a mask, not a division
+  for (int64_t t = 1; t < w->parts; ++t) pool.Schedule([w] { run_parts(w); });
+  run_parts(w);
+  while (w->done.load(std::memory_order_acquire) < w->parts) std::this_thread::yield();
+  return ffi::Error::Success();
+}
+
+ffi::Error ScatterVelocity(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
+                           ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::S32> idx,
+                           ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> d,
+                           ffi::ResultBuffer<ffi::F32> Po, ffi::ResultBuffer<ffi::F32> Ao,
+                           ffi::ResultBuffer<ffi::F32> Vo) {
+  if (Vo->typed_data() != V.typed_data())
+    return ffi::Error(ffi::ErrorCode::kInternal, "scatter_rows: outputs not aliased to inputs");
+  return Scatter(pool, P, A, idx, g, d, Po->typed_data(), Ao->typed_data(), Vo->typed_data());
+}
+
+ffi::Error ScatterPlain(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
+                        ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g,
+                        ffi::Buffer<ffi::F32> d, ffi::ResultBuffer<ffi::F32> Po,
+                        ffi::ResultBuffer<ffi::F32> Ao) {
+  return Scatter(pool, P, A, idx, g, d, Po->typed_data(), Ao->typed_data(), nullptr);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows_velocity, ScatterVelocity,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows, ScatterPlain,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

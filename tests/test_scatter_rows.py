@@ -1,0 +1,129 @@
+"""The CPU kernel of SparseAdagrad's row scatters (gru4rec/ops/scatter_rows.cc): the same bits as
+XLA's three scatters, in the compiled training call on the CPU only, built once into the cache,
+and a fallback to XLA's scatters, with one warning, where it cannot be built."""
+import logging
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gru4rec import GRU4Rec, backend, ops
+from gru4rec.ops import scatter_rows
+
+from .xlahelpers import program_text
+
+needs_compiler = pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="needs a C++ compiler to build the kernel")
+
+
+def sparse_adagrad_fn(momentum):
+    """The JAX implementation of SparseAdagrad, jitted, as the training call traces it."""
+    backend.mode_for("jax")  # float32 before PyTensor's JAX dispatch is imported
+    from pytensor.link.jax.dispatch import jax_funcify
+    return jax.jit(jax_funcify(ops.SparseAdagrad(0.1, momentum, 0.0)))
+
+
+def update_problem(rng, N=40, D=13, n=300):
+    """Item matrices and an update whose indices repeat (a third of them hit rows 0-4)."""
+    idx = np.r_[rng.integers(0, 5, n // 3), rng.integers(0, N, n - n // 3)].astype(np.int32)
+    rng.shuffle(idx)
+    return [rng.normal(0, 1, (N, D)).astype(np.float32), rng.random((N, D)).astype(np.float32),
+            rng.normal(0, 0.1, (N, D)).astype(np.float32), idx, rng.normal(0, 1, (n, D)).astype(np.float32)]
+
+
+@needs_compiler
+@pytest.mark.parametrize("momentum", [0.3, 0.0])
+def test_kernel_gives_the_bits_of_xla_scatters(momentum):
+    P, A, V, idx, g = update_problem(np.random.default_rng(0))
+    args = [P, A] + ([V] if momentum else []) + [idx, g]
+    assert scatter_rows.target(momentum > 0) is not None
+    kernel = sparse_adagrad_fn(momentum)
+    assert "gru4rec_scatter_rows" in kernel.lower(*args).as_text()
+    with_kernel = [np.asarray(a) for a in kernel(*args)]
+    with scatter_rows.turned_off():
+        xla = sparse_adagrad_fn(momentum)
+    assert "gru4rec_scatter_rows" not in xla.lower(*args).as_text()
+    for a, b in zip(with_kernel, xla(*args)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    # untouched rows keep their values, touched ones changed
+    touched = np.zeros(len(P), bool)
+    touched[idx] = True
+    for new, old in zip(with_kernel, args):
+        np.testing.assert_array_equal(new[~touched], old[~touched])
+        assert (new[touched] != old[touched]).any(axis=1).all()
+
+
+@needs_compiler
+def test_training_with_the_kernel_trains_the_same_weights(synthetic_train, monkeypatch):
+    """A fit on the CPU calls the kernel for its item matrix (Wy; the By vector keeps XLA's
+    scatter) and ends with the weights of a fit without it, bit for bit."""
+    train = synthetic_train.head(4000)
+    kw = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2, momentum=0.3, constrained_embedding=True,
+              loss="bpr-max", final_act="elu-0.5", dropout_p_hidden=0.3, seed=7)
+    programs = []
+    build = GRU4Rec._trainer
+
+    def kept(model, *args):
+        trainer, sampler = build(model, *args)
+        programs.append(program_text(trainer.fn))
+        return trainer, sampler
+
+    monkeypatch.setattr(GRU4Rec, "_trainer", kept)
+    with_kernel = GRU4Rec(**kw).fit(train)
+    with scatter_rows.turned_off():
+        without = GRU4Rec(**kw).fit(train)
+    calls = [text.count('custom_call_target="gru4rec_scatter_rows_velocity"') for text in programs]
+    assert calls == [1, 0]
+    for name, w in with_kernel.net.W.items():
+        np.testing.assert_array_equal(w.get_value(), without.net.W[name].get_value(), err_msg=name)
+
+
+def test_gpu_program_keeps_xla_scatters():
+    """Lowered for CUDA (no GPU needed to lower), the update has no call of the CPU kernel."""
+    fn = sparse_adagrad_fn(0.3)
+    S = jax.ShapeDtypeStruct
+    args = [S((20, 5), jnp.float32)] * 3 + [S((12,), jnp.int32), S((12, 5), jnp.float32)]
+    text = jax.export.export(fn, platforms=["cuda"])(*args).mlir_module()
+    assert "scatter" in text and "gru4rec_scatter_rows" not in text
+
+
+@needs_compiler
+def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRU4REC_CACHE", str(tmp_path))
+    first = scatter_rows._build(jax.ffi.include_dir())
+    assert first.parent == tmp_path / "kernels" and first.exists()
+    stamp = first.stat().st_mtime_ns
+    assert scatter_rows._build(jax.ffi.include_dir()) == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in first.parent.iterdir()] == [first.name]
+
+
+@pytest.mark.parametrize("env", [{"CXX": "false"}, {"CXX": "no-such-compiler-here"}, {"GRU4REC_CPU_KERNEL": "0"}],
+                         ids=["compiler-fails", "compiler-missing", "turned-off"])
+def test_unavailable_kernel_falls_back_to_xla(env, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GRU4REC_CACHE", str(tmp_path))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(scatter_rows, "_library", {})
+    with caplog.at_level(logging.WARNING, logger="gru4rec.ops.scatter_rows"):
+        assert scatter_rows.target(True) is None and scatter_rows.target(False) is None
+    warnings = [r.getMessage() for r in caplog.records]
+    if "CXX" in env:
+        assert len(warnings) == 1 and "XLA's scatters run instead" in warnings[0]
+    else:
+        assert warnings == []
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial library left
+    P, A, V, idx, g = update_problem(np.random.default_rng(1), n=40)
+    fn = sparse_adagrad_fn(0.3)
+    assert "gru4rec_scatter_rows" not in fn.lower(P, A, V, idx, g).as_text()
+
+
+@needs_compiler
+def test_kernel_refuses_a_row_out_of_range():
+    """XLA's scatters are told the indices are in range (no check); the kernel checks them
+    rather than write outside the matrix."""
+    P, A, V, idx, g = update_problem(np.random.default_rng(2), n=40)
+    idx[7] = len(P)
+    with pytest.raises(Exception, match="out of range"):
+        jax.block_until_ready(sparse_adagrad_fn(0.3)(P, A, V, idx, g))
