@@ -1,8 +1,8 @@
 // The row scatters that end SparseAdagrad's update on the CPU, as one XLA FFI call
 // (gru4rec/ops/scatter_rows.py builds and registers it; docs/performance.md has the timings).
 //
-// For every occurrence k, in order: P[idx_k] += d_k, A[idx_k] += g_k * g_k and, with a
-// velocity, V[idx_k] = d_k. P, A and V are updated in place (the call aliases them to its
+// For every occurrence k, in order: P[idx_k] += d_k, A[idx_k] += g_k * g_k and V[idx_k] = d_k
+// (the update with momentum). P, A and V are updated in place (the call aliases them to its
 // outputs). These are the additions of XLA's three scatters in the same order, so the
 // results are the same bits; built with -ffp-contract=off, as a fused multiply-add would
 // round A's increment once instead of twice.
@@ -26,7 +26,7 @@ namespace {
 struct Work {
   float* p;
   float* a;
-  float* v;  // nullptr without a velocity
+  float* v;
   const int32_t* idx;
   const float* g;
   const float* d;
@@ -42,11 +42,12 @@ void scatter_part(const Work& w, int64_t part) {
     float* __restrict a = w.a + row * w.dim;
     const float* __restrict g = w.g + k * w.dim;
     const float* __restrict d = w.d + k * w.dim;
+    float* __restrict v = w.v + row * w.dim;
     for (int64_t j = 0; j < w.dim; ++j) {
       p[j] += d[j];
       a[j] += g[j] * g[j];
+      v[j] = d[j];
     }
-    if (w.v) std::copy(d, d + w.dim, w.v + row * w.dim);
   }
 }
 
@@ -59,9 +60,11 @@ void run_parts(const std::shared_ptr<Work>& w) {
 }
 
 ffi::Error Scatter(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
-                   ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> d,
-                   float* p, float* a, float* v) {
-  if (p != P.typed_data() || a != A.typed_data())
+                   ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g,
+                   ffi::Buffer<ffi::F32> d, ffi::ResultBuffer<ffi::F32> Po,
+                   ffi::ResultBuffer<ffi::F32> Ao, ffi::ResultBuffer<ffi::F32> Vo) {
+  if (Po->typed_data() != P.typed_data() || Ao->typed_data() != A.typed_data() ||
+      Vo->typed_data() != V.typed_data())
     return ffi::Error(ffi::ErrorCode::kInternal, "scatter_rows: outputs not aliased to inputs");
   const int64_t n = idx.element_count();
   if (n == 0) return ffi::Error::Success();
@@ -70,8 +73,8 @@ ffi::Error Scatter(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ff
   if (std::any_of(ix, ix + n, [rows](int32_t r) { return r < 0 || r >= rows; }))
     return ffi::Error(ffi::ErrorCode::kOutOfRange, "scatter_rows: a row index is out of range");
   auto w = std::make_shared<Work>();
-  w->p = p, w->a = a, w->v = v, w->idx = ix, w->g = g.typed_data(), w->d = d.typed_data();
-  w->n = n, w->dim = dim;
+  w->p = Po->typed_data(), w->a = Ao->typed_data(), w->v = Vo->typed_data();
+  w->idx = ix, w->g = g.typed_data(), w->d = d.typed_data(), w->n = n, w->dim = dim;
   w->parts = std::clamp<int64_t>(pool.num_threads(), 1, 16);
   while (w->parts & (w->parts - 1)) w->parts &= w->parts - 1;  // a power of two: a mask, not a division
   for (int64_t t = 1; t < w->parts; ++t) pool.Schedule([w] { run_parts(w); });
@@ -80,26 +83,9 @@ ffi::Error Scatter(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ff
   return ffi::Error::Success();
 }
 
-ffi::Error ScatterVelocity(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
-                           ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::S32> idx,
-                           ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> d,
-                           ffi::ResultBuffer<ffi::F32> Po, ffi::ResultBuffer<ffi::F32> Ao,
-                           ffi::ResultBuffer<ffi::F32> Vo) {
-  if (Vo->typed_data() != V.typed_data())
-    return ffi::Error(ffi::ErrorCode::kInternal, "scatter_rows: outputs not aliased to inputs");
-  return Scatter(pool, P, A, idx, g, d, Po->typed_data(), Ao->typed_data(), Vo->typed_data());
-}
-
-ffi::Error ScatterPlain(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
-                        ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g,
-                        ffi::Buffer<ffi::F32> d, ffi::ResultBuffer<ffi::F32> Po,
-                        ffi::ResultBuffer<ffi::F32> Ao) {
-  return Scatter(pool, P, A, idx, g, d, Po->typed_data(), Ao->typed_data(), nullptr);
-}
-
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows_velocity, ScatterVelocity,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows, Scatter,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
@@ -109,16 +95,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows_velocity, ScatterVelocity,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_scatter_rows, ScatterPlain,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>());

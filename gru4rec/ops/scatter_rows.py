@@ -6,9 +6,10 @@ velocity) one after another on one thread each; the kernel does all three in one
 among XLA's threads by row, with the same additions in the same order (the same weights, bit for
 bit). A RetailRocket training step on Diginetica took 0.91x the time (docs/performance.md).
 
-Where the kernel cannot be built (no C++ compiler, a jaxlib whose FFI has no thread pool) or is
-turned off (environment variable GRU4REC_CPU_KERNEL=0, read once per process), `target` says so,
-and the update runs XLA's scatters: slower, with the same results. GPUs always run XLA's.
+Where the kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
+for) or is turned off (environment variable GRU4REC_CPU_KERNEL=0, read once per process),
+`target` says so, and the update runs XLA's scatters: slower, with the same results. GPUs
+always run XLA's.
 """
 import ctypes
 import hashlib
@@ -26,16 +27,16 @@ from ..backend import cache_dir
 log = logging.getLogger(__name__)
 
 SOURCE = os.path.join(os.path.dirname(__file__), "scatter_rows.cc")
-TARGETS = {True: "gru4rec_scatter_rows_velocity", False: "gru4rec_scatter_rows"}
+TARGET = "gru4rec_scatter_rows"
 FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off"]
 _library = {}
 _lock = threading.Lock()
 
 
-def target(velocity):
-    """The name of the registered FFI target for an update with (True) or without a velocity,
-    or None where the kernel is unavailable or turned off (XLA's scatters run instead)."""
-    return TARGETS[velocity] if _loaded() is not None else None
+def target():
+    """The name of the registered FFI target, or None where the kernel is unavailable or turned
+    off (XLA's scatters run instead)."""
+    return TARGET if _loaded() is not None else None
 
 
 @contextmanager
@@ -64,8 +65,7 @@ def _load():
     import jax
     try:
         lib = ctypes.cdll.LoadLibrary(str(_build(jax.ffi.include_dir())))
-        for name in TARGETS.values():
-            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(getattr(lib, TARGET)), platform="cpu")
     except (OSError, subprocess.SubprocessError, AttributeError) as e:
         log.warning("the CPU kernel of the sparse update is unavailable, XLA's scatters run instead "
                     "(same results, slower): %s", e)
