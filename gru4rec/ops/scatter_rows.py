@@ -1,10 +1,11 @@
 """The CPU kernel of SparseAdagrad's row scatters (scatter_rows.cc): built with the machine's C++
 compiler on first use, cached beside the compiled graphs, and registered as an XLA FFI target.
 
-Why a kernel: XLA's CPU backend runs the update's three scatters (parameter, accumulator,
-velocity) one after another on one thread each; the kernel does all three in one pass, split
-among XLA's threads by row, with the same additions in the same order (the same weights, bit for
-bit). A RetailRocket training step on Diginetica took 0.91x the time (docs/performance.md).
+Why a kernel: XLA's CPU backend runs the three scatters of an update with momentum (parameter,
+accumulator, velocity) one after another on one thread each; the kernel does all three in one
+pass, split among XLA's threads by row, with the same additions in the same order (the same
+weights, bit for bit). A RetailRocket training step on Diginetica took 0.92x the time; updates
+without momentum keep XLA's scatters, which were faster there (docs/performance.md).
 
 Where the kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
 for) or is turned off (environment variable GRU4REC_CPU_KERNEL=0, read once per process),
