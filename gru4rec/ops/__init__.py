@@ -5,8 +5,9 @@ own module (jax_dispatch.py, numba_dispatch.py), registered by `register_backend
 `ScoreLoss` (scores + final activation + loss with its gradient) is built from the formulas of
 `gru4rec.losses` and needs no backend code; `SparseAdagrad` (the row-sparse Adagrad + momentum
 update of spec 7.4) has a NumPy `perform` (what the C backend runs), a JAX and a Numba
-implementation; on the CPU the JAX one ends in the C++ kernel of scatter_rows.cc. Both equal the unfused graphs they replace (`gru4rec.losses` /
-`gru4rec.optimizers`) on the same masked B x (B + S) problem.
+implementation; on the CPU the JAX one ends in the C++ kernel of scatter_rows.cc. Both Ops equal
+the unfused graphs they replace (`gru4rec.losses` / `gru4rec.optimizers`) on the same masked
+B x (B + S) problem.
 """
 from .score_loss import ScoreLoss, loss_covered, score_loss
 from .sparse_adagrad import SparseAdagrad, sparse_adagrad, update_covered

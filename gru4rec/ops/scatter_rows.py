@@ -60,7 +60,7 @@ def _loaded():
 
 
 def _load():
-    """The built library, its targets registered with JAX; None (and one warning) on failure."""
+    """The built library, its target registered with JAX; None (and one warning) on failure."""
     if os.environ.get("GRU4REC_CPU_KERNEL", "1") == "0":
         return None
     import jax
@@ -76,8 +76,8 @@ def _load():
 
 def _build(include_dir):
     """The shared library's path, compiled once per source, compiler and jaxlib version (the
-    FFI headers it includes) into cache_dir()/kernels; written under a temporary name and then renamed, so
-    that concurrent or interrupted builds leave no partial library."""
+    FFI headers it includes) into cache_dir()/kernels; written under a temporary name and then
+    renamed, so that concurrent or interrupted builds leave no partial library."""
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
         raise OSError("no C++ compiler found (set CXX)")
