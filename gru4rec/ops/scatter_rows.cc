@@ -34,8 +34,23 @@ struct Work {
   std::atomic<int64_t> next{0}, done{0};
 };
 
+// The rows of an occurrence a few places ahead: the scatters wait on memory, not on arithmetic.
+void prefetch_rows(const Work& w, int64_t row) {
+  const int64_t off = row * w.dim;
+  for (int64_t j = 0; j < w.dim; j += 16) {
+    __builtin_prefetch(w.p + off + j, 1);
+    __builtin_prefetch(w.a + off + j, 1);
+    __builtin_prefetch(w.v + off + j, 1);
+  }
+}
+
 void scatter_part(const Work& w, int64_t part) {
+  constexpr int64_t ahead = 8;
   for (int64_t k = 0; k < w.n; ++k) {
+    if (k + ahead < w.n) {
+      const int64_t next = w.idx[k + ahead];
+      if ((next & (w.parts - 1)) == part) prefetch_rows(w, next);
+    }
     const int64_t row = w.idx[k];
     if ((row & (w.parts - 1)) != part) continue;
     float* __restrict p = w.p + row * w.dim;
