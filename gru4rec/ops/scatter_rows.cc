@@ -7,7 +7,7 @@
 // results are the same bits; built with -ffp-contract=off, as a fused multiply-add would
 // round A's increment once instead of twice.
 //
-// Why: XLA runs the three scatters one after another, each on one thread. Here the rows are
+// Why: XLA runs three scatter operations, each a loop over all the occurrences. Here the rows are
 // split among the threads of XLA's pool by their index modulo the number of parts, so every
 // row's occurrences stay in order on one thread, and each occurrence touches its three rows
 // at once.
