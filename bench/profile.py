@@ -47,7 +47,7 @@ INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*? ([a-z][\w\-]*)\((.*)$")
 
 def parse_hlo(text):
     """{instruction name: (opcode, called computations)} and {computation: [instruction names]};
-    a custom call's opcode is its target (gru4rec_scatter_rows* for the sparse update's kernel)."""
+    a custom call's opcode is its target (gru4rec_scatter_rows for the sparse update's kernel)."""
     instr, comps, cur = {}, {}, None
     for line in text.splitlines():
         if line and not line.startswith(" ") and line.rstrip().endswith("{"):
@@ -81,7 +81,7 @@ def kind(ops):
         return None
     if "dot" in ops or "convolution" in ops:
         return "matrix products"
-    if "scatter" in ops or any(op.startswith("gru4rec_scatter_rows") for op in ops):
+    if ops & {"scatter", "gru4rec_scatter_rows"}:
         return "scatters"
     if "gather" in ops or "dynamic-slice" in ops:
         return "gathers"

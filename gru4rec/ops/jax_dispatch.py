@@ -35,7 +35,8 @@ def _after(read, add):
 def jax_funcify_SparseAdagrad(op, **kwargs):
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
     kw = _index_kwargs()
-    scatter = _scatter(scatter_rows.target())
+    # only an update with a velocity can use the kernel: others never build or load it
+    scatter = _scatter(scatter_rows.target() if mom > 0 else None, kw)
 
     def sparse_adagrad_jax(P, A, *rest):
         V = rest[0] if mom > 0 else None
@@ -52,14 +53,13 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
     return sparse_adagrad_jax
 
 
-def _scatter(target):
+def _scatter(target, kw):
     """A function (P, A, V or None, idx, g, d, old) -> (P[idx] += d, A[idx] += g * g[, V[idx] = d]),
-    occurrence by occurrence (`old`: the rows A[idx] read before). A float32 matrix with a
-    velocity goes through the FFI `target` (scatter_rows.cc) on the CPU where there is one,
-    anything else through XLA's scatters: the same bits. (Without a velocity, XLA computes d
-    inside its two scatters; with the kernel, d had to be written out first, and the RSC15
-    README step ran 0.85x as fast: docs/performance.md.)"""
-    kw = _index_kwargs()
+    occurrence by occurrence (`old`: the rows A[idx] read before; `kw`: the index options). A
+    float32 matrix goes through the FFI `target` (scatter_rows.cc, given for updates with a
+    velocity) on the CPU, anything else through XLA's scatters: the same bits. (Without a
+    velocity, XLA computes d inside its two scatters; with the kernel, d had to be written out
+    first, and the RSC15 README step ran 0.85x as fast: docs/performance.md.)"""
 
     def xla(P, A, V, idx, g, d, old):
         A = A.at[idx].add(_after(old, g * g), **kw)
@@ -72,7 +72,7 @@ def _scatter(target):
         return tuple(call(P, A, V, idx.astype(jnp.int32), g, d))
 
     def scatter(P, A, V, idx, g, d, old):
-        if target is None or V is None or P.dtype != jnp.float32 or P.ndim != 2:
+        if target is None or P.dtype != jnp.float32 or P.ndim != 2:
             return xla(P, A, V, idx, g, d, old)
         return jax.lax.platform_dependent(P, A, V, idx, g, d, old, cpu=kernel, default=xla)
 

@@ -2,10 +2,11 @@
 compiler on first use, cached beside the compiled graphs, and registered as an XLA FFI target.
 
 Why a kernel: XLA's CPU backend runs the three scatters of an update with momentum (parameter,
-accumulator, velocity) as three operations, each a loop over all the occurrences; the kernel does
-all three in one pass, split among XLA's threads by row, with the same additions in the same order (the same
-weights, bit for bit). A RetailRocket training step on Diginetica took 0.92x the time; updates
-without momentum keep XLA's scatters, which were faster there (docs/performance.md).
+accumulator, velocity) as three operations, each a loop over all the occurrences; the kernel
+does all three in one pass, split among XLA's threads by row, with the same additions in the
+same order (the same weights, bit for bit). A RetailRocket training step on Diginetica took
+0.89x the time; updates without momentum keep XLA's scatters, which were faster there
+(docs/performance.md).
 
 Where the kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
 for) or is turned off (environment variable GRU4REC_CPU_KERNEL=0, read once per process),
@@ -74,26 +75,32 @@ def _load():
     return lib
 
 
+def compiler():
+    """The C++ compiler the kernel is built with: $CXX, else the first of c++, g++, clang++ on
+    the PATH; None without one."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
 def _build(include_dir):
     """The shared library's path, compiled once per source, compiler and jaxlib version (the
     FFI headers it includes) into cache_dir()/kernels; written under a temporary name and then
     renamed, so that concurrent or interrupted builds leave no partial library."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if compiler is None:
+    cxx = compiler()
+    if cxx is None:
         raise OSError("no C++ compiler found (set CXX)")
     with open(SOURCE, "rb") as f:
-        tag = " ".join([compiler, include_dir, importlib.metadata.version("jaxlib"), *FLAGS])
+        tag = " ".join([cxx, include_dir, importlib.metadata.version("jaxlib"), *FLAGS])
         key = hashlib.sha256(f.read() + tag.encode()).hexdigest()[:16]
     path = cache_dir() / "kernels" / f"scatter_rows-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            proc = subprocess.run([compiler, *FLAGS, "-I", include_dir, SOURCE, "-o", str(tmp)],
+            proc = subprocess.run([cxx, *FLAGS, "-I", include_dir, SOURCE, "-o", str(tmp)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 last = (proc.stderr.strip().splitlines() or [""])[-1]
-                raise subprocess.SubprocessError(f"{compiler} exited with {proc.returncode}: {last}")
+                raise subprocess.SubprocessError(f"{cxx} exited with {proc.returncode}: {last}")
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
