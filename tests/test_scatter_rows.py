@@ -106,12 +106,25 @@ def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
     assert [p.name for p in first.parent.iterdir()] == [first.name]
 
 
-@pytest.mark.parametrize("env", [{"CXX": "false"}, {"CXX": "no-such-compiler-here"}, {"GRU4REC_CPU_KERNEL": "0"}],
+# a compiler that writes part of its output file (the argument after -o) and then fails
+PARTIAL_COMPILER = """#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = -o ] && echo partial > "$2"; shift; done
+exit 1
+"""
+
+
+@pytest.mark.parametrize("env", [{"CXX": PARTIAL_COMPILER}, {"CXX": "no-such-compiler-here"},
+                                 {"GRU4REC_CPU_KERNEL": "0"}],
                          ids=["compiler-fails", "compiler-missing", "turned-off"])
 def test_unavailable_kernel_falls_back_to_xla(env, tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("GRU4REC_CACHE", str(tmp_path))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GRU4REC_CACHE", str(cache))
     for k, v in env.items():
-        monkeypatch.setenv(k, v)
+        if v == PARTIAL_COMPILER:
+            v = tmp_path / "cxx"
+            v.write_text(PARTIAL_COMPILER)
+            v.chmod(0o755)
+        monkeypatch.setenv(k, str(v))
     monkeypatch.setattr(scatter_rows, "_library", {})
     with caplog.at_level(logging.WARNING, logger="gru4rec.ops.scatter_rows"):
         assert scatter_rows.target() is None
@@ -120,7 +133,7 @@ def test_unavailable_kernel_falls_back_to_xla(env, tmp_path, monkeypatch, caplog
         assert len(warnings) == 1 and "XLA's scatters run instead" in warnings[0]
     else:
         assert warnings == []
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial library left
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # no partial library left
     P, A, V, idx, g = update_problem(np.random.default_rng(1), n=40)
     fn = sparse_adagrad_fn(0.3)
     assert "gru4rec_scatter_rows" not in fn.lower(P, A, V, idx, g).as_text()
