@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gru4rec import GRU4Rec, backend  # noqa: E402
 from gru4rec.data import session_parallel_schedule  # noqa: E402
-from gru4rec.ops import scatter_rows  # noqa: E402
+from gru4rec.ops import cpu_kernels  # noqa: E402
 
 
 def _profile_bench():
@@ -56,7 +56,7 @@ def build(params, train, options, K, kernel=True):
     backend.COMPILER_OPTIONS = {"cpu": options}
     try:
         with contextlib.redirect_stdout(io.StringIO()), \
-                (contextlib.nullcontext() if kernel else scatter_rows.turned_off()):
+                (contextlib.nullcontext() if kernel else cpu_kernels.turned_off()):
             model = GRU4Rec.from_param_string(params + ",n_epochs=1", steps_per_call=K)
             td = model._training_data(train, None, None, None)
             trainer, sampler = model._trainer(td, 10000000)

@@ -1,12 +1,15 @@
 """Evaluation at both ends of the scale: a small test set and a large catalogue.
 
-    python bench/eval_scale.py [--items 200000] [--port DIR --port-python PY] [--out bench/eval_scale.json]
+    python bench/eval_scale.py [--items 200000] [--rounds 3] [--port DIR --port-python PY] [--out bench/eval_scale.json]
 
 small: the yoochoose-100k test set (10,152 predictions against 2,933 items) with a 1-epoch
 model of the RSC15 parameters, warm (the best of 3 runs after a compiling one).
 large: a generated catalogue of --items items (every item in two-event training sessions,
 1 epoch, layers 100) and 8,000 random test sessions of 5 events (32,000 predictions), warm;
 the peak memory of evaluation is reported as its excess over training's peak (ru_maxrss).
+Then --rounds rounds time the same evaluation in one pass (gru4rec.evaluation.softmax_band_counts,
+the default where the CPU kernels are available) and in two (softmax_rank_counts, the kernels
+turned off) in turn, and report the medians, their ratio and whether the ranks are the same.
 With --port (a checkout of the official PyTorch port, set up as docs/faithfulness.md says),
 the port's run.py then trains and evaluates the same large case from TSV files, with the
 same parameters, and its "Evaluation took" is its time (its peak memory is not split into
@@ -65,16 +68,32 @@ def large_data(n_items):
     return train, test
 
 
-def large(n_items):
+def large(n_items, rounds):
+    import contextlib
+    import numpy as np
     from gru4rec import GRU4Rec
+    from gru4rec.ops import cpu_kernels
     train, test = large_data(n_items)
     model = GRU4Rec(**LARGE_PARAMS)
     model.fit(train)
     train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds, m = warm_seconds(model, test, runs=1)
     eval_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "predictions": m.n, "items": n_items, "train_peak_mib": train_peak,
-            "eval_excess_mib": eval_peak - train_peak}
+    result = {"seconds": seconds, "predictions": m.n, "items": n_items, "train_peak_mib": train_peak,
+              "eval_excess_mib": eval_peak - train_peak}
+    sides = {"one pass": contextlib.nullcontext, "two passes": cpu_kernels.turned_off}
+    times, ranks = {name: [] for name in sides}, {}
+    for r in range(rounds + 1):  # round 0 compiles
+        for name, ctx in sides.items():
+            with ctx():
+                t0 = time.perf_counter()
+                ranks[name] = model.evaluate(test, cut_off=[20], mode="conservative", return_ranks=True).ranks
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    if rounds:
+        result["passes"] = {"seconds": times, "median": {k: float(np.median(v)) for k, v in times.items()},
+                            "same_ranks": bool(np.array_equal(*ranks.values()))}
+    return result
 
 
 def port(args):
@@ -90,9 +109,9 @@ def port(args):
     return fb.parse_output(out)["eval_time_s"]
 
 
-def child(case, n_items):
+def child(case, n_items, rounds):
     sys.path.insert(0, str(ROOT))
-    result = small() if case == "small" else large(n_items)
+    result = small() if case == "small" else large(n_items, rounds)
     print(json.dumps(result))
 
 
@@ -102,16 +121,18 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "eval_scale.json")
     ap.add_argument("--port", help="checkout of hidasib/GRU4Rec_PyTorch_Official (optional side)")
     ap.add_argument("--port-python", default="python", help="Python with torch for the port")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of one pass against two (0: none)")
     ap.add_argument("--child", choices=["small", "large"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.items)
+        return child(args.child, args.items, args.rounds)
     results = {}
     for case in ("small", "large"):
         if case == "small" and not SMALL.exists():
             print(f"small: skipped, {SMALL} not found")
             continue
-        r = subprocess.run([sys.executable, __file__, "--child", case, "--items", str(args.items)],
+        r = subprocess.run([sys.executable, __file__, "--child", case, "--items", str(args.items),
+                            "--rounds", str(args.rounds)],
                            capture_output=True, text=True)
         if r.returncode:
             sys.exit(f"{case} failed:\n{r.stderr[-3000:]}")
@@ -124,6 +145,11 @@ def main():
     g = results["large"]
     label = f"generated, {g['items']:,} items"
     print(f"| {label:40} | {g['predictions']:11,} | {g['seconds']:8.1f} | {g['eval_excess_mib']:16,.0f} MiB |")
+    if "passes" in g:
+        med = g["passes"]["median"]
+        print(f"\none pass / two passes, {args.rounds} rounds in turn (medians): {med['one pass']:.1f} / "
+              f"{med['two passes']:.1f} s = {med['one pass'] / med['two passes']:.2f}x, "
+              f"same ranks: {'yes' if g['passes']['same_ranks'] else 'no'}\n")
     if args.port:
         results["large_port_seconds"] = port(args)
         print(f"| {'the same, official PyTorch port':40} | {g['predictions']:11,} | "

@@ -4,7 +4,7 @@ Importing this module changes nothing in the process. `mode_for`, which every co
 function of the package goes through, first calls `configure()`: float32 graphs, and the
 compile caches in one known place (``$GRU4REC_CACHE``, default ``~/.cache/gru4rec``):
 PyTensor's compiledir and Numba cache under ``pytensor/``, JAX's persistent compilation
-cache under ``jax/``, the CPU kernel of gru4rec.ops.scatter_rows under ``kernels/``. A cold
+cache under ``jax/``, the CPU kernels of gru4rec.ops.cpu_kernels under ``kernels/``. A cold
 cache costs the first run its compile time (see docs/performance.md); later runs reuse it.
 
 The device is a property of each compiled JAX function (its inputs and outputs are placed

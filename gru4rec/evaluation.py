@@ -7,7 +7,8 @@ state stays on the device between calls and only the two counts per slot come ba
 are static (the JAX backend wants them): idle slots of the shrinking tail, and slots a test
 set with fewer sessions than `batch_size` never fills, are masked out. A step's scores form
 one matrix (slots x items, `rank_counts`), or for softmax against a large catalogue are
-counted in tiles of items that stay in the cache (`softmax_rank_counts`).
+counted in tiles of items that stay in the cache: in one pass where the CPU kernels are
+available (`softmax_band_counts`), else in two (`softmax_rank_counts`).
 
 Result-neutral deviations from the original: sessions are handed to slots longest first
 (each session starts from a zero state, so the metrics do not depend on the order; this
@@ -25,6 +26,7 @@ import pytensor.tensor as pt
 from .backend import keep_on_device, mode_for, on_device
 from .data import DataError, check_frame, item_ids, session_parallel_schedule
 from .losses import activation
+from .ops import band_counts, cpu_kernels
 from .params import TIE_MODES as MODES
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,9 @@ def eval_slots(offsets, batch_size, columns=0):
 
 
 CHUNK = 4095  # items per partial count at most: 4096 * #greater + #equal < 2**24 is exact in float32
+BAND = 128  # raw scores kept per row near the target's by softmax_band_counts
+BAND_WIDTH = 2.0 ** -17  # the band's half-width, relative to the magnitude of the target's raw score's terms
+MARGIN = 2.0 ** -20  # how far beyond the target's score the band's edges must activate
 TILE_SCORES = 2 ** 19  # scores per tile of the softmax passes (2 MiB of float32): they stay in the cache
 _f32, _i32 = np.float32, np.int32
 
@@ -195,12 +200,13 @@ def softmax_rank_counts(out, output, y, n_items, mode):
     Softmax scores need the row's maximum and sum before any of them is known, and the whole
     B x items matrix does not stay in the cache (a 200K-item catalogue: 100 MB per 128 rows,
     written once and read three times). So the items are taken in tiles whose scores do stay
-    there (T x B: the reductions run along the leading axis), in two passes: the first keeps a
-    running maximum m and a sum Z rescaled whenever m grows (the same normaliser, summed in
-    another order, as any float32 sum is) and picks the target's raw score out of its tile;
-    the second recomputes each tile's raw scores and counts S = exp(R - m) * (1 / Z) against
-    the target's score, computed the same way. The second product costs less than the memory
-    traffic it saves.
+    there (T x B: the reductions run along the leading axis), in two passes: the first
+    (`_normaliser`) keeps a running maximum m and a sum Z rescaled whenever m grows (the same
+    normaliser, summed in another order, as any float32 sum is) and picks the target's raw
+    score out of its tile; the second recomputes each tile's raw scores and counts
+    S = exp(R - m) * (1 / Z) against the target's score, computed the same way. The second
+    product costs less than the memory traffic it saves. `softmax_band_counts` needs only
+    the first pass, and falls back on this one.
 
     Why the product and no division: XLA's CPU code turns a tile divided by each row's Z into
     this product anyway, but divides the vector of target scores exactly, so the target's score
@@ -208,33 +214,14 @@ def softmax_rank_counts(out, output, y, n_items, mode):
     ::test_rank_counts). pt.reciprocal stays as it is, where PyTensor's rewrites would turn
     x * (1 / Z) back into x / Z."""
     W, b = output.tiles()
-    nt, T = b.type.shape
-    B = out.type.shape[0]
-    rows, tile_col = pt.arange(B, dtype="int32"), pt.arange(T, dtype="int32")[:, None]
-
-    def raw(w, bias):
-        return pt.dot(w, out.T) + bias[:, None]
-
-    # The tile's first column is carried from step to step rather than read from a sequence:
-    # PyTensor would otherwise compute everything that depends on it (the column masks) for
-    # all tiles ahead of the loop, as an items x B array.
-    def normaliser(w, bias, first, m, Z, ry):
-        R = raw(w, bias)
-        new_m = pt.maximum(m, R.max(axis=0))
-        Z = Z * pt.exp(m - new_m) + pt.exp(R - new_m[None, :]).sum(axis=0, acc_dtype="float32")
-        at = y - first
-        ry = pt.switch((at >= 0) & (at < T), R[pt.clip(at, 0, T - 1), rows], ry)
-        return first + T, new_m, Z, ry
-
-    zero = pt.constant(_i32(0))
-    start = [zero, pt.fill(y, _f32(-np.inf)), pt.zeros((B,), "float32"), pt.zeros((B,), "float32")]
-    _, m, Z, ry = (r[-1] for r in pytensor.scan(normaliser, sequences=[W, b], outputs_info=start, n_steps=nt,
-                                                return_updates=False, mode=mode))
-    inv = pt.reciprocal(Z)
-    t = (pt.exp(ry - m) * inv)[None, :]
+    T = b.type.shape[1]
+    tile_col = pt.arange(T, dtype="int32")[:, None]
+    m, Z, ry = _normaliser(out, output, y, mode)
+    act = _activation(m, Z)
+    t = act(ry)[None, :]
 
     def count(w, bias, first, gt, eq):
-        S = pt.exp(raw(w, bias) - m[None, :]) * inv[None, :]
+        S = act(_raw(out, w, bias))
         ok = (tile_col < n_items - first) & pt.neq(tile_col, (y - first)[None, :])
         # one reduction: 65536 * [S > t] + [S == t] sums exactly in int32 over <= CHUNK items
         v = pt.switch(ok & (S > t), _i32(65536), _i32(0)) + pt.switch(ok & pt.eq(S, t), _i32(1), _i32(0))
@@ -242,10 +229,83 @@ def softmax_rank_counts(out, output, y, n_items, mode):
         above = part // _i32(65536)
         return first + T, gt + above, eq + part - _i32(65536) * above
 
-    none = pt.zeros((B,), "int32")
-    _, gt, eq = pytensor.scan(count, sequences=[W, b], outputs_info=[zero, none, none], n_steps=nt,
-                              return_updates=False, mode=mode)
+    none = pt.zeros(y.shape, "int32")
+    _, gt, eq = pytensor.scan(count, sequences=[W, b], outputs_info=[pt.constant(_i32(0)), none, none],
+                              n_steps=b.type.shape[0], return_updates=False, mode=mode)
     return gt[-1], eq[-1]
+
+
+def softmax_band_counts(out, output, y, mode):
+    """(#S > t, #S == t, sure) as `softmax_rank_counts` gives them wherever sure is true, in
+    one pass over the tiles instead of two.
+
+    The pass of `_normaliser` also counts, per row, the raw scores above a band around an
+    estimate e of the target's raw score (its row of Wy times out, summed in another order
+    than the tile's product sums it, so it may differ in the last places) and keeps the raw
+    scores within the band (`gru4rec.ops.BandCounts`, up to BAND of them). Then only the kept
+    scores are activated and compared with t. This is exact when the band's edges activate
+    to scores clearly above and below t (by a factor 1 +- MARGIN, far more than the
+    activation's rounding: XLA's exponential is accurate to a few units in the last place, so
+    a raw score beyond an edge cannot activate to the other side of t) and no band overflowed:
+    `sure` says so per row, and the caller counts again with `softmax_rank_counts` where it
+    does not. The padding items (raw score -inf) lie below every finite band."""
+    W, b = output.tiles()
+    K, B = BAND, out.type.shape[0]
+    w_t, b_t = output.Wy[y], output.By[y]
+    terms = out * w_t
+    e = terms.sum(axis=1) + b_t
+    half = _f32(BAND_WIDTH) * (_f32(1) + abs(terms).sum(axis=1) + abs(b_t))
+    lo, hi = e - half, e + half
+    counted = [pt.zeros((B,), "int32"), pt.zeros((K, B), "float32"), pt.zeros((B,), "int32")]
+    m, Z, ry, above, kept, n = _normaliser(out, output, y, mode, (lo, hi, counted))
+    act = _activation(m, Z)
+    t = act(ry)
+    S = act(kept)
+    valid = pt.arange(K, dtype="int32")[:, None] < n[None, :]
+    gt = above + (valid & (S > t[None, :])).sum(axis=0, dtype="int32", acc_dtype="int32")
+    eq = (valid & pt.eq(S, t[None, :])).sum(axis=0, dtype="int32", acc_dtype="int32")
+    sure = ((n <= K) & pt.isfinite(e) & (act(hi) > t * _f32(1 + MARGIN)) & (act(lo) < t * _f32(1 - MARGIN)))
+    return gt, eq, sure
+
+
+def _raw(out, w, bias):
+    """A tile's raw scores, items x rows."""
+    return pt.dot(w, out.T) + bias[:, None]
+
+
+def _activation(m, Z):
+    """The softmax of raw scores (items x rows, or a row vector) given each row's maximum m and
+    sum Z: exp(R - m) * (1 / Z), the same expression wherever a score is compared."""
+    inv = pt.reciprocal(Z)
+    return lambda R: pt.exp(R - m) * inv if R.ndim == 1 else pt.exp(R - m[None, :]) * inv[None, :]
+
+
+def _normaliser(out, output, y, mode, band=None):
+    """(m, Z, ry): each row's maximum and sum of exp(R - m) over the tiles of `output`, and the
+    target's raw score from its tile; with band = (lo, hi, (above, kept, n)) also the tiles'
+    `gru4rec.ops.BandCounts`, appended (m, Z, ry, above, kept, n)."""
+    W, b = output.tiles()
+    nt, T = b.type.shape
+    rows = pt.arange(out.type.shape[0], dtype="int32")
+
+    # The tile's first column is carried from step to step rather than read from a sequence:
+    # PyTensor would otherwise compute everything that depends on it (the column masks) for
+    # all tiles ahead of the loop, as an items x B array.
+    def tile(w, bias, first, m, Z, ry, *counted):
+        R = _raw(out, w, bias)
+        new_m = pt.maximum(m, R.max(axis=0))
+        Z = Z * pt.exp(m - new_m) + pt.exp(R - new_m[None, :]).sum(axis=0, acc_dtype="float32")
+        at = y - first
+        ry = pt.switch((at >= 0) & (at < T), R[pt.clip(at, 0, T - 1), rows], ry)
+        if band is not None:
+            counted = band_counts(R, band[0], band[1], at, *counted)
+        return [first + T, new_m, Z, ry, *counted]
+
+    zero = pt.zeros(y.shape, "float32")
+    start = [pt.constant(_i32(0)), pt.fill(y, _f32(-np.inf)), zero, zero]
+    res = pytensor.scan(tile, sequences=[W, b], outputs_info=start + (list(band[2]) if band else []), n_steps=nt,
+                        return_updates=False, mode=mode)
+    return tuple(r[-1] for r in res[1:])
 
 
 def _softmax(R):
@@ -330,7 +390,7 @@ class Evaluator:
     Against all items, scores come from a PaddedOutput; the target's own column is left out
     of the counts and added back as one tie, which is what comparing it with itself gives."""
 
-    def __init__(self, net, batch_size, steps, mode, candidates=None, tiebreak=False, seed=42):
+    def __init__(self, net, batch_size, steps, mode, candidates=None, tiebreak=False, seed=42, one_pass=False):
         # No reference to `net` itself: the cache holding evaluators is keyed weakly by it.
         self.W, self.n_items, self.pad = net.W, net.n_items, net.pad
         self.B, self.K = batch_size, steps
@@ -338,43 +398,58 @@ class Evaluator:
                   for i, L in enumerate(net.p.layers)]
         self.rng = pt.random.shared_rng(seed=seed, name="tiebreak_rng") if tiebreak else None
         self.tiled = counts_in_tiles(net, tiebreak, candidates)
+        self.one_pass = self.tiled and one_pass
         tile = min(CHUNK, max(256, TILE_SCORES // batch_size)) if self.tiled else CHUNK
         self.output = PaddedOutput(net, mode, tile, self.tiled) if candidates is None else None
         cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
         self.mode = mode
-        self.fn = self._compile(net, cand)
+        self.fn = self._compile(net, cand, self.one_pass)
+        # counts again in two passes where the one pass was not sure (compiled when first needed)
+        self._recount, self._compile_recount = None, lambda: self._compile(net, cand, False, stateless=True)
 
-    def _compile(self, net, cand):
+    def _compile(self, net, cand, one_pass, stateless=False):
         """fn(x, y, keep[, Wy, By]) -> (gt, eq), each (K, B), over K events of every slot; the
         hidden states (and the tie-break generator) carry over from call to call; Wy, By: the
-        padded output weights, against all items."""
+        padded output weights, against all items. With `one_pass` (softmax_band_counts), also
+        sure (K, B) and the hidden states the call started from. `stateless`: the hidden states
+        are inputs after Wy, By, and nothing is updated."""
         K, B, nl = self.K, self.B, len(self.H)
         X, Y, KEEP = (pt.tensor(n, dtype=d, shape=(K, B))
                       for n, d in (("x", "int32"), ("y", "int32"), ("keep", "float32")))
         carry = [] if self.rng is None else [self.rng]
+        H = [h.type() for h in self.H] if stateless else self.H
+        n_counts = 3 if one_pass else 2
 
         def step(x, y, keep, *state):  # state: the hidden states, then the generator if any
             rng = state[nl] if carry else None
-            new_H, gt, eq, rng = self._step(net, cand, x, y, keep, list(state[:nl]), rng)
-            return new_H + [gt, eq] + ([rng] if carry else [])
+            new_H, counts, rng = self._step(net, cand, x, y, keep, list(state[:nl]), rng, one_pass)
+            return new_H + counts + ([rng] if carry else [])
 
         if K == 1:
-            outs = step(X[0], Y[0], KEEP[0], *self.H, *carry)
-            new_H, gt, eq = outs[:nl], outs[nl][None], outs[nl + 1][None]
-            new_rng = outs[nl + 2:]
+            outs = step(X[0], Y[0], KEEP[0], *H, *carry)
+            new_H, counts = outs[:nl], [c[None] for c in outs[nl:nl + n_counts]]
+            new_rng = outs[nl + n_counts:]
         else:
-            res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=self.H + [None, None] + carry,
+            res = pytensor.scan(step, sequences=[X, Y, KEEP], outputs_info=H + [None] * n_counts + carry,
                                 n_steps=K, return_updates=False, mode=self.mode)
-            new_H, gt, eq = [r[-1] for r in res[:nl]], res[nl], res[nl + 1]
-            new_rng = list(res[nl + 2:])  # scan hands back only the last generator state
-        updates = list(zip(self.H + carry, new_H + new_rng))
+            new_H, counts = [r[-1] for r in res[:nl]], list(res[nl:nl + n_counts])
+            new_rng = list(res[nl + n_counts:])  # scan hands back only the last generator state
         scoring = [] if self.output is None else self.output.inputs
-        return pytensor.function([X, Y, KEEP] + scoring, [gt, eq], updates=updates, mode=self.mode)
+        if stateless:
+            return pytensor.function([X, Y, KEEP] + scoring + H, counts, mode=self.mode)
+        updates = list(zip(self.H + carry, new_H + new_rng))
+        return pytensor.function([X, Y, KEEP] + scoring, counts + (H if one_pass else []), updates=updates,
+                                 mode=self.mode)
 
-    def _step(self, net, cand, x, y, keep, H, rng):
+    def _step(self, net, cand, x, y, keep, H, rng, one_pass):
         """One event of every slot: the new hidden states (zeroed where keep is 0), the counts
-        of items scoring above and equal to the target, and the generator's new state."""
+        of items scoring above and equal to the target (and whether they are sure, one_pass),
+        and the generator's new state."""
         out, new_H = net.forward(net.W, net.input_rows(net.W, x), H)
+        new_H = [h * keep[:, None] for h in new_H]
+        if one_pass:
+            gt, eq, sure = softmax_band_counts(out, self.output, y, self.mode)
+            return new_H, [gt, eq + 1, sure], rng
         if self.tiled:
             gt, eq = softmax_rank_counts(out, self.output, y, net.n_items, self.mode)
             eq = eq + 1
@@ -386,7 +461,7 @@ class Evaluator:
             eq = eq + 1
         else:
             gt, eq, rng = _candidate_counts(net, out, y, cand, rng, self.B)
-        return [h * keep[:, None] for h in new_H], gt, eq, rng
+        return new_H, [gt, eq], rng
 
     def refresh(self):
         """Puts the network's weights on the device and pads its current Wy/By for scoring."""
@@ -412,6 +487,7 @@ class Evaluator:
             x = np.vstack([x, np.full((extra, self.B), self.pad, np.int32)])
             y = np.vstack([y, np.zeros((extra, self.B), np.int32)])
             keep = np.vstack([keep, np.zeros((extra, self.B), np.float32)])
+        mask = np.vstack([active, np.zeros((extra, self.B), active.dtype)]) > 0
         bar = _bar(T) if progress else None
         counts, pending = [], None
         for c in range(len(x) // K + 1):
@@ -419,14 +495,25 @@ class Evaluator:
             # would hold its own score matrices (gigabytes for a large catalogue)
             launched = self.call(*(a[c * K:(c + 1) * K] for a in (x, y, keep))) if c < len(x) // K else None
             if pending is not None:
-                counts.append([np.asarray(a) for a in pending])
+                part = slice((c - 1) * K, c * K)
+                counts.append(self._sure_counts(pending, x[part], y[part], keep[part], mask[part]))
                 if bar is not None:
                     bar.update(min(K, T - (c - 1) * K))
             pending = launched
         if bar is not None:
             bar.close()
-        mask = active > 0
-        gt, eq = (np.concatenate(a)[:T][mask] for a in zip(*counts))
+        gt, eq = (np.concatenate(a)[:T][mask[:T]] for a in zip(*counts))
+        return gt, eq
+
+    def _sure_counts(self, outputs, x, y, keep, active):
+        """(gt, eq) of one call's outputs; where the one pass was not sure of an active slot's
+        counts, the call's counts again in two passes, from the hidden states it started from."""
+        gt, eq = np.asarray(outputs[0]), np.asarray(outputs[1])
+        if self.one_pass and not np.asarray(outputs[2])[active].all():
+            if self._recount is None:
+                self._recount = self._compile_recount()
+            gt, eq = (np.asarray(a) for a in self._recount(x, y, keep, *self.output.values, *outputs[3:]))
+            log.debug("softmax ranking counted again in two passes")
         return gt, eq
 
 
@@ -456,14 +543,19 @@ def _candidate_counts(net, out, y, cand, rng, B):
 
 
 def _evaluator(model, batch_size, steps, tiebreak, candidates):
-    """A compiled evaluator, reused while the network (its weights' variables) is the same."""
+    """A compiled evaluator, reused while the network (its weights' variables) and the
+    availability of the CPU kernels are the same."""
     net = model.net
+    mode = mode_for(model.backend, model.device, model.precision)
+    # the one-pass softmax ranking where its counting runs as a compiled loop (on a GPU the
+    # kernel's twin in XLA's operations); the kernels are built only for it
+    one_pass = (model.backend == "jax" and counts_in_tiles(net, tiebreak, candidates)
+                and cpu_kernels.target("gru4rec_band_counts") is not None)
     key = (batch_size, steps, tiebreak, model.backend, str(model.device), model.precision,
-           None if candidates is None else tuple(candidates))
+           None if candidates is None else tuple(candidates), one_pass)
     per_net = _CACHE.setdefault(net, {})
     if key not in per_net:
-        mode = mode_for(model.backend, model.device, model.precision)
-        per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params.seed)
+        per_net[key] = Evaluator(net, batch_size, steps, mode, candidates, tiebreak, model.params.seed, one_pass)
     return per_net[key]
 
 

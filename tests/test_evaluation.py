@@ -1,5 +1,6 @@
 """gru4rec.evaluation against a brute-force NumPy evaluator (tests/evalhelpers.py) and the
 rules of spec 10.1: tie modes, unknown items, cut-offs, batch masking, save/load."""
+import contextlib
 import logging
 
 import numpy as np
@@ -228,11 +229,14 @@ def _counts_f32(act, out, Wy, By, y):
 
 
 @pytest.mark.parametrize("backend", ["jax", "c", "numba"])
-@pytest.mark.parametrize("act, counting", [("softmax", "tiles"), ("softmax", "matrix"), ("elu-0.5", "matrix"),
-                                           ("relu", "matrix")])
-def test_rank_counts(act, counting, backend):
+@pytest.mark.parametrize("act, counting", [("softmax", "tiles"), ("softmax", "band"), ("softmax", "no band"),
+                                           ("softmax", "matrix"), ("elu-0.5", "matrix"), ("relu", "matrix")])
+def test_rank_counts(act, counting, backend, monkeypatch):
     """Counts against NumPy float32 scores: softmax in tiles (softmax_rank_counts over several
-    tiles, the last one padded), and softmax, elu-0.5 and relu on the whole matrix (rank_counts,
+    tiles, the last one padded, and the one pass of softmax_band_counts, sure of the rows whose
+    target's score does not underflow, and with a band of width 0 sure of none: its edges
+    cannot activate apart from the target's score),
+    and softmax, elu-0.5 and relu on the whole matrix (rank_counts,
     what the other activations, the tiebreaking mode, the sequence-aware evaluation and
     catalogues of one chunk use): targets in every tile, ties among 300 items scored 300 below the rest
     (softmax underflows to 0, elu to -0.5, relu gives 0) and with items whose weights equal
@@ -241,7 +245,9 @@ def test_rank_counts(act, counting, backend):
     import pytensor.tensor as pt
     from types import SimpleNamespace
     from gru4rec.backend import mode_for
-    from gru4rec.evaluation import PaddedOutput, rank_counts, scores_and_target, softmax_rank_counts
+    from gru4rec import evaluation as ev
+    from gru4rec.evaluation import (PaddedOutput, rank_counts, scores_and_target, softmax_band_counts,
+                                    softmax_rank_counts)
 
     rng = np.random.default_rng(3)
     B, N, D = 16, 997, 8
@@ -264,17 +270,25 @@ def test_rank_counts(act, counting, backend):
                           W={"Wy": pytensor.shared(Wy, shape=Wy.shape), "By": pytensor.shared(By)})
     h = pt.tensor("h", dtype="float32", shape=(B, D))
     target = pt.tensor("y", dtype="int32", shape=(B,))
-    if counting == "tiles":
+    if counting == "no band":
+        monkeypatch.setattr(ev, "BAND_WIDTH", 0.0)
+    if counting != "matrix":
         output = PaddedOutput(net, mode, chunk=300, tiled=True)  # 4 tiles of 250 columns, 3 of them padding
         assert output.tiles()[1].type.shape == (4, 250)
-        counts = softmax_rank_counts(h, output, target, N, mode)
+        if counting == "tiles":
+            counts = softmax_rank_counts(h, output, target, N, mode)
+        else:
+            counts = softmax_band_counts(h, output, target, mode)
     else:
         output = PaddedOutput(net, mode)
         S, at = scores_and_target(net, output.raw_scores(h), target)
         counts = rank_counts(S, at(target[:, None])[:, 0], target, N)
     output.refresh()
     fn = pytensor.function([h, target] + output.inputs, counts, mode=mode)
-    gt, eq = (np.asarray(a) for a in fn(out, y.astype(np.int32), *output.values))
+    gt, eq, *sure = (np.asarray(a) for a in fn(out, y.astype(np.int32), *output.values))
+    if sure:  # of every row but those whose target's score underflows to 0 (items beside it too)
+        np.testing.assert_array_equal(sure[0], (t[:, 0] > 0) & (counting == "band"))
+        gt, eq, gt_want, eq_want = (a[sure[0]] for a in (gt, eq, gt_want, eq_want))
     np.testing.assert_array_equal(gt, gt_want)
     np.testing.assert_array_equal(eq, eq_want)
 
@@ -309,16 +323,27 @@ def test_evaluation_call_never_copies_the_item_weights():
     assert "dot(" in text and not copies, copies
 
 
+@pytest.mark.parametrize("passes", ["one", "two", "one, unsure"])
 @pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
-def test_softmax_evaluation_in_tiles_matches_brute_force(mode, test_df, brute, monkeypatch):
+def test_softmax_evaluation_in_tiles_matches_brute_force(mode, passes, test_df, brute, monkeypatch):
     """A catalogue of more than one chunk is counted in tiles (here: chunks of 150 of the 400
-    items), with the same ranks as the brute force."""
+    items), with the same ranks as the brute force: in one pass where the CPU kernels are
+    available, in two where they are not, and in two again after a pass unsure of its counts
+    (here: never sure), from the hidden states its call started from."""
     from gru4rec import evaluation as ev
+    from gru4rec.ops import cpu_kernels
+    if passes != "two" and cpu_kernels.compiler() is None:
+        pytest.skip("needs a C++ compiler to build the kernel")
     monkeypatch.setattr(ev, "CHUNK", 150)
+    if passes == "one, unsure":
+        monkeypatch.setattr(ev, "MARGIN", 1.0)
     model = H.small_model("softmax")
     ev._CACHE.pop(model.net, None)
-    res = run_eval(model, test_df, cut_off=CUTS, batch_size=64, mode=mode, return_ranks=True)
+    with cpu_kernels.turned_off() if passes == "two" else contextlib.nullcontext():
+        res = run_eval(model, test_df, cut_off=CUTS, batch_size=64, mode=mode, return_ranks=True)
     evaluator, = ev._CACHE[model.net].values()
     assert evaluator.tiled and evaluator.output.tiles()[1].type.shape[0] == 3
+    assert evaluator.one_pass == (passes != "two")
+    assert (evaluator._recount is not None) == (passes == "one, unsure")  # compiled once needed
     np.testing.assert_array_equal(res.ranks, brute["softmax"][mode])
     ev._CACHE.pop(model.net)

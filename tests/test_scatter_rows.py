@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gru4rec import GRU4Rec, backend, ops
-from gru4rec.ops import scatter_rows
+from gru4rec.ops import cpu_kernels
 
 from .xlahelpers import program_text
 
-needs_compiler = pytest.mark.skipif(scatter_rows.compiler() is None, reason="needs a C++ compiler to build the kernel")
+needs_compiler = pytest.mark.skipif(cpu_kernels.compiler() is None, reason="needs a C++ compiler to build the kernel")
 
 
 def sparse_adagrad_fn(momentum):
@@ -35,11 +35,11 @@ def update_problem(rng, N=40, D=13, n=300):
 def test_kernel_gives_the_bits_of_xla_scatters():
     P, A, V, idx, g = update_problem(np.random.default_rng(0))
     args = [P, A, V, idx, g]
-    assert scatter_rows.target() is not None
+    assert cpu_kernels.target("gru4rec_scatter_rows") is not None
     kernel = sparse_adagrad_fn(0.3)
     assert "gru4rec_scatter_rows" in kernel.lower(*args).as_text()
     with_kernel = [np.asarray(a) for a in kernel(*args)]
-    with scatter_rows.turned_off():
+    with cpu_kernels.turned_off():
         xla = sparse_adagrad_fn(0.3)
     assert "gru4rec_scatter_rows" not in xla.lower(*args).as_text()
     for a, b in zip(with_kernel, xla(*args)):
@@ -69,7 +69,7 @@ def test_training_with_the_kernel_trains_the_same_weights(synthetic_train, monke
 
     monkeypatch.setattr(GRU4Rec, "_trainer", kept)
     with_kernel = GRU4Rec(**kw).fit(train)
-    with scatter_rows.turned_off():
+    with cpu_kernels.turned_off():
         without = GRU4Rec(**kw).fit(train)
     calls = [text.count('custom_call_target="gru4rec_scatter_rows"') for text in programs]
     assert calls == [1, 0]
@@ -81,10 +81,10 @@ def test_update_without_momentum_keeps_xla_scatters(monkeypatch):
     """Without a velocity, XLA computes the steps inside its own two scatters (the kernel would
     need them written out first, which made the RSC15 README step slower), and the kernel is
     neither built nor loaded for it."""
-    monkeypatch.setattr(scatter_rows, "_library", {})
+    monkeypatch.setattr(cpu_kernels, "_library", {})
     P, A, _, idx, g = update_problem(np.random.default_rng(3), n=40)
     assert "gru4rec_scatter_rows" not in sparse_adagrad_fn(0.0).lower(P, A, idx, g).as_text()
-    assert scatter_rows._library == {}
+    assert cpu_kernels._library == {}
 
 
 def test_gpu_program_keeps_xla_scatters():
@@ -99,10 +99,11 @@ def test_gpu_program_keeps_xla_scatters():
 @needs_compiler
 def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRU4REC_CACHE", str(tmp_path))
-    first = scatter_rows._build(jax.ffi.include_dir())
+    build = lambda: cpu_kernels._build("gru4rec_scatter_rows", jax.ffi.include_dir())  # noqa: E731
+    first = build()
     assert first.parent == tmp_path / "kernels" and first.exists()
     stamp = first.stat().st_mtime_ns
-    assert scatter_rows._build(jax.ffi.include_dir()) == first and first.stat().st_mtime_ns == stamp
+    assert build() == first and first.stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == [first.name]
 
 
@@ -125,12 +126,12 @@ def test_unavailable_kernel_falls_back_to_xla(env, tmp_path, monkeypatch, caplog
             v.write_text(PARTIAL_COMPILER)
             v.chmod(0o755)
         monkeypatch.setenv(k, str(v))
-    monkeypatch.setattr(scatter_rows, "_library", {})
-    with caplog.at_level(logging.WARNING, logger="gru4rec.ops.scatter_rows"):
-        assert scatter_rows.target() is None
+    monkeypatch.setattr(cpu_kernels, "_library", {})
+    with caplog.at_level(logging.WARNING, logger="gru4rec.ops.cpu_kernels"):
+        assert cpu_kernels.target("gru4rec_scatter_rows") is None
     warnings = [r.getMessage() for r in caplog.records]
     if "CXX" in env:
-        assert len(warnings) == 1 and "XLA's scatters run instead" in warnings[0]
+        assert len(warnings) == 1 and "XLA's own operations run instead" in warnings[0]
     else:
         assert warnings == []
     assert not [p for p in cache.rglob("*") if p.is_file()]  # no partial library left

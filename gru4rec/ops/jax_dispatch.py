@@ -1,4 +1,4 @@
-"""JAX implementation of `SparseAdagrad` (CPU and GPU). `ScoreLoss` needs none: PyTensor's
+"""JAX implementations of `SparseAdagrad` and `BandCounts` (CPU and GPU). `ScoreLoss` needs none: PyTensor's
 OpFromGraph dispatch compiles its inner graph. Imported by `register_backend("jax")`: importing
 PyTensor's JAX dispatch sets JAX's x64 mode from floatX, so it must come after
 `gru4rec.backend.configure()`."""
@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from pytensor.link.jax.dispatch import jax_funcify
 
 from ..optimizers import EPS
-from . import scatter_rows
+from . import cpu_kernels
+from .band_counts import BandCounts, masks
 from .sparse_adagrad import SparseAdagrad
 
 
@@ -36,7 +37,7 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
     kw = _index_kwargs()
     # only an update with a velocity can use the kernel: others never build or load it
-    scatter = _scatter(scatter_rows.target() if mom > 0 else None, kw)
+    scatter = _scatter(cpu_kernels.target("gru4rec_scatter_rows") if mom > 0 else None, kw)
 
     def sparse_adagrad_jax(P, A, *rest):
         V = rest[0] if mom > 0 else None
@@ -77,3 +78,30 @@ def _scatter(target, kw):
         return jax.lax.platform_dependent(P, A, V, idx, g, d, old, cpu=kernel, default=xla)
 
     return scatter
+
+
+@jax_funcify.register(BandCounts)
+def jax_funcify_BandCounts(op, **kwargs):
+    """On the CPU the kernel of band_counts.cc (one pass over the tile); elsewhere, or without
+    it, XLA's operations: the same results."""
+    target = cpu_kernels.target("gru4rec_band_counts")
+
+    def xla(R, lo, hi, at, above, band, n):
+        up, inside = masks(R, lo, hi, at, jnp)
+        K, B = band.shape
+        slot = n[None, :] + jnp.cumsum(inside, axis=0, dtype=jnp.int32) - 1
+        slot = jnp.where(inside & (slot < K), slot, K)  # K: dropped
+        band = band.at[slot, jnp.arange(B, dtype=jnp.int32)[None, :]].set(R, mode="drop")
+        return (above + up.sum(axis=0, dtype=jnp.int32), band, n + inside.sum(axis=0, dtype=jnp.int32))
+
+    def kernel(R, lo, hi, at, above, band, n):
+        call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (above, band, n)),
+                                input_output_aliases={4: 0, 5: 1, 6: 2})
+        return tuple(call(R, lo, hi, at, above, band, n))
+
+    def band_counts(*args):
+        if target is None:
+            return xla(*args)
+        return jax.lax.platform_dependent(*args, cpu=kernel, default=xla)
+
+    return band_counts
