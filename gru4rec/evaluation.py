@@ -404,8 +404,10 @@ class Evaluator:
         cand = None if candidates is None else pt.constant(np.asarray(candidates, np.int32), name="candidates")
         self.mode = mode
         self.fn = self._compile(net, cand, self.one_pass)
-        # counts again in two passes where the one pass was not sure (compiled when first needed)
-        self._recount, self._compile_recount = None, lambda: self._compile(net, cand, False, stateless=True)
+        # counts again in two passes where the one pass was not sure (compiled when first needed,
+        # while an evaluation of the network runs: a weak reference, as for the cache)
+        net_ref = weakref.ref(net)
+        self._recount, self._compile_recount = None, lambda: self._compile(net_ref(), cand, False, stateless=True)
 
     def _compile(self, net, cand, one_pass, stateless=False):
         """fn(x, y, keep[, Wy, By]) -> (gt, eq), each (K, B), over K events of every slot; the

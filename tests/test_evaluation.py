@@ -347,3 +347,22 @@ def test_softmax_evaluation_in_tiles_matches_brute_force(mode, passes, test_df, 
     assert (evaluator._recount is not None) == (passes == "one, unsure")  # compiled once needed
     np.testing.assert_array_equal(res.ranks, brute["softmax"][mode])
     ev._CACHE.pop(model.net)
+
+
+def test_evaluators_keep_no_network_alive(test_df, monkeypatch):
+    """The cache of compiled evaluators is keyed weakly by the network: nothing an evaluator holds
+    (the one pass's recount, compiled when first needed, included) may refer back to it, or no
+    evaluated model would ever be freed."""
+    import gc
+    import weakref
+    from gru4rec import evaluation as ev
+    from gru4rec.ops import cpu_kernels
+    monkeypatch.setattr(ev, "CHUNK", 150)
+    model = H.small_model.__wrapped__("softmax")  # a model of its own: small_model keeps its models
+    run_eval(model, test_df, cut_off=[20], batch_size=64)
+    evaluator, = ev._CACHE[model.net].values()
+    assert evaluator.tiled and evaluator.one_pass == (cpu_kernels.compiler() is not None)
+    net = weakref.ref(model.net)
+    del model, evaluator
+    gc.collect()
+    assert net() is None
