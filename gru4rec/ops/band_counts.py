@@ -1,5 +1,5 @@
 """`BandCounts`: the counting half of the one-pass softmax ranking
-(`gru4rec.evaluation.softmax_rank_counts`), one tile of raw scores at a time.
+(`gru4rec.evaluation.softmax_band_counts`), one tile of raw scores at a time.
 
 A softmax score needs its row's maximum and sum, known only after every item has been scored.
 But the activation only stretches the raw scores (it never reorders scores that lie apart by
@@ -8,9 +8,9 @@ estimate of the target's raw score and keep the few inside it; once the normalis
 only the kept ones are activated and compared with the target's score (the caller checks that
 the band's edges activate clearly apart from the target, else it counts again in two passes).
 
-Its `perform` is the NumPy reference (what the C backend runs); the JAX implementation is in
-jax_dispatch.py (on the CPU it ends in the C++ kernel of band_counts.cc), the Numba one in
-numba_dispatch.py.
+Its `perform` is the NumPy reference (what the C and Numba backends run; the evaluation uses
+the one pass only on the JAX backend); the JAX implementation is in jax_dispatch.py (on the
+CPU it ends in the C++ kernel of band_counts.cc).
 """
 import numpy as np
 import pytensor.tensor as pt
@@ -55,11 +55,17 @@ def masks(R, lo, hi, at, xp=np):
     return other & (R > hi[None, :]), other & (R >= lo[None, :]) & (R <= hi[None, :])
 
 
+def slots(inside, n, K, xp=np):
+    """The row of `band` each kept score goes to (T x B); K for scores not kept."""
+    slot = n[None, :] + xp.cumsum(inside, axis=0, dtype=np.int32) - 1
+    return xp.where(inside & (slot < K), slot, K)
+
+
 def reference(R, lo, hi, at, above, band, n):
     """BandCounts in NumPy (new arrays)."""
     up, inside = masks(R, lo, hi, at)
-    slot = n[None, :] + np.cumsum(inside, axis=0, dtype=np.int32) - 1
-    j, i = np.nonzero(inside & (slot < band.shape[0]))
+    slot = slots(inside, n, band.shape[0])
+    j, i = np.nonzero(slot < band.shape[0])
     band = band.copy()
     band[slot[j, i], i] = R[j, i]
     return (above + up.sum(axis=0, dtype=np.int32), band, n + inside.sum(axis=0, dtype=np.int32))

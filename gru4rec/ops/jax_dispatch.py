@@ -1,7 +1,7 @@
-"""JAX implementations of `SparseAdagrad` and `BandCounts` (CPU and GPU). `ScoreLoss` needs none: PyTensor's
-OpFromGraph dispatch compiles its inner graph. Imported by `register_backend("jax")`: importing
-PyTensor's JAX dispatch sets JAX's x64 mode from floatX, so it must come after
-`gru4rec.backend.configure()`."""
+"""JAX implementations of `SparseAdagrad` and `BandCounts` (CPU and GPU). `ScoreLoss` needs
+none: PyTensor's OpFromGraph dispatch compiles its inner graph. Imported by
+`register_backend("jax")`: importing PyTensor's JAX dispatch sets JAX's x64 mode from floatX,
+so it must come after `gru4rec.backend.configure()`."""
 import inspect
 
 import jax
@@ -10,7 +10,7 @@ from pytensor.link.jax.dispatch import jax_funcify
 
 from ..optimizers import EPS
 from . import cpu_kernels
-from .band_counts import BandCounts, masks
+from .band_counts import BandCounts, masks, slots
 from .sparse_adagrad import SparseAdagrad
 
 
@@ -89,9 +89,7 @@ def jax_funcify_BandCounts(op, **kwargs):
     def xla(R, lo, hi, at, above, band, n):
         up, inside = masks(R, lo, hi, at, jnp)
         K, B = band.shape
-        slot = n[None, :] + jnp.cumsum(inside, axis=0, dtype=jnp.int32) - 1
-        slot = jnp.where(inside & (slot < K), slot, K)  # K: dropped
-        band = band.at[slot, jnp.arange(B, dtype=jnp.int32)[None, :]].set(R, mode="drop")
+        band = band.at[slots(inside, n, K, jnp), jnp.arange(B, dtype=jnp.int32)[None, :]].set(R, mode="drop")
         return (above + up.sum(axis=0, dtype=jnp.int32), band, n + inside.sum(axis=0, dtype=jnp.int32))
 
     def kernel(R, lo, hi, at, above, band, n):
