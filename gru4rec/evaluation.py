@@ -249,7 +249,6 @@ def softmax_band_counts(out, output, y, mode):
     a raw score beyond an edge cannot activate to the other side of t) and no band overflowed:
     `sure` says so per row, and the caller counts again with `softmax_rank_counts` where it
     does not. The padding items (raw score -inf) lie below every finite band."""
-    W, b = output.tiles()
     K, B = BAND, out.type.shape[0]
     w_t, b_t = output.Wy[y], output.By[y]
     terms = out * w_t
