@@ -1,13 +1,16 @@
 """Training speed under several sets of XLA compile options, side by side in one process.
 
     python bench/ab_xla.py [--config retailrocket] [--change '{"xla_cpu_copy_insertion_use_region_analysis": false}']
-        [--change '{...}' ...] [--xla-scatters] [--rounds 30] [--steps 320] [--sessions 30000]
+        [--change '{...}' ...] [--xla-scatters] [--xla-loss] [--no-kernels] [--rounds 30] [--steps 320]
+        [--sessions 30000]
 
 Compiles the training call of one configuration (bench/profile.py's, on the first --sessions
 sessions) once with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and once for each
 --change, its options merged over them; --xla-scatters adds the current options with the sparse
-update's scatters left to XLA instead of the CPU kernel (gru4rec/ops/scatter_rows.cc), and
-then no --change is compiled unless given. All of them then train in turn on the same slices of
+update's scatters left to XLA instead of the CPU kernel (gru4rec/ops/scatter_rows.cc),
+--xla-loss one with the BPR-max loss left to XLA (gru4rec/ops/bpr_max.cc), --no-kernels one
+without any CPU kernel (as without a C++ compiler), and then no --change is compiled unless
+given. All of them then train in turn on the same slices of
 an epoch's schedule, --steps minibatches each, --rounds times, the order rotated every round, so
 that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour) slows
 them alike. Prints each one's median milliseconds per minibatch, its ratio to "current" (of the
@@ -46,17 +49,19 @@ def _profile_bench():
 
 
 PROFILE = _profile_bench()
-XLA_SCATTERS = "xla scatters"  # the side without the CPU kernel
+# side: the kernels it turns off
+KERNEL_SIDES = {"xla scatters": ["gru4rec_scatter_rows"], "xla loss": ["gru4rec_bpr_max"],
+                "no kernels": list(cpu_kernels.SOURCES)}
 
 
-def build(params, train, options, K, kernel=True):
-    """(trainer, sampler, padded schedule) of a model compiled with `options` for the CPU, with
-    or without the CPU kernel of the sparse update."""
+def build(params, train, options, K, off=()):
+    """(trainer, sampler, padded schedule) of a model compiled with `options` for the CPU, without
+    the CPU kernels `off` (targets)."""
     saved = backend.COMPILER_OPTIONS
     backend.COMPILER_OPTIONS = {"cpu": options}
     try:
         with contextlib.redirect_stdout(io.StringIO()), \
-                (contextlib.nullcontext() if kernel else cpu_kernels.turned_off()):
+                (cpu_kernels.turned_off(*off) if off else contextlib.nullcontext()):
             model = GRU4Rec.from_param_string(params + ",n_epochs=1", steps_per_call=K)
             td = model._training_data(train, None, None, None)
             trainer, sampler = model._trainer(td, 10000000)
@@ -72,11 +77,12 @@ def run(args):
     """(options by side, ms per minibatch of every round by side, built sides)."""
     train, _, params = PROFILE.load_config(args.config, args.sessions)
     current = dict(backend.COMPILER_OPTIONS.get("cpu", {}))
-    changes = args.change or ([] if args.xla_scatters else ['{"xla_cpu_copy_insertion_use_region_analysis": false}'])
+    kernel_sides = [name for name, on in (("xla scatters", args.xla_scatters), ("xla loss", args.xla_loss),
+                                          ("no kernels", args.no_kernels)) if on]
+    changes = args.change or ([] if kernel_sides else ['{"xla_cpu_copy_insertion_use_region_analysis": false}'])
     sides = {"current": current, **{c: {**current, **json.loads(c)} for c in changes}}
-    if args.xla_scatters:
-        sides[XLA_SCATTERS] = current
-    built = {name: build(params, train, opts, args.steps_per_call, kernel=name != XLA_SCATTERS)
+    sides.update({name: current for name in kernel_sides})
+    built = {name: build(params, train, opts, args.steps_per_call, off=KERNEL_SIDES.get(name, ()))
              for name, opts in sides.items()}
     steps = args.steps - args.steps % args.steps_per_call
     n = min(len(b[2].x) for b in built.values()) - steps
@@ -106,6 +112,9 @@ def main():
                          "sides (default: region analysis off)")
     ap.add_argument("--xla-scatters", action="store_true",
                     help="add a side without the CPU kernel of the sparse update (current options)")
+    ap.add_argument("--xla-loss", action="store_true",
+                    help="add a side without the CPU kernel of the BPR-max loss (current options)")
+    ap.add_argument("--no-kernels", action="store_true", help="add a side without any CPU kernel (current options)")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--steps", type=int, default=320, help="minibatches per timed slice")
     ap.add_argument("--steps-per-call", type=int, default=32)

@@ -4,12 +4,13 @@ sparse_adagrad.py and band_counts.py, each backend's implementation in its own m
 (jax_dispatch.py, numba_dispatch.py), registered by `register_backend()`.
 
 `ScoreLoss` (scores + final activation + loss with its gradient) is built from the formulas of
-`gru4rec.losses` and needs no backend code; `SparseAdagrad` (the row-sparse Adagrad + momentum
+`gru4rec.losses`, which every backend compiles; JAX on the CPU runs BPR-max through the C++
+kernel of bpr_max.cc instead (the same formulas, rounded differently). `SparseAdagrad` (the row-sparse Adagrad + momentum
 update of spec 7.4) has a NumPy `perform` (what the C backend runs), a JAX and a Numba
 implementation; on the CPU the JAX one ends in the C++ kernel of scatter_rows.cc. Both Ops equal
 the unfused graphs they replace (`gru4rec.losses` / `gru4rec.optimizers`) on the same masked
 B x (B + S) problem. `BandCounts` has a NumPy `perform` and a JAX implementation, on the CPU
-the C++ kernel of band_counts.cc (gru4rec.ops.cpu_kernels builds both kernels).
+the C++ kernel of band_counts.cc (gru4rec.ops.cpu_kernels builds the kernels).
 """
 from .band_counts import BandCounts, band_counts
 from .score_loss import ScoreLoss, loss_covered, score_loss

@@ -1,20 +1,24 @@
 """The CPU kernels, each an XLA FFI target in a library of its own: scatter_rows.cc
-(SparseAdagrad's row scatters) and band_counts.cc (the counting pass of the one-pass softmax
-ranking). Each is built with the machine's C++ compiler the first time it is needed, cached
-beside the compiled graphs, and registered with JAX.
+(SparseAdagrad's row scatters), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient w.r.t.
+the scores) and band_counts.cc (the counting pass of the one-pass softmax ranking). Each is
+built with the machine's C++ compiler the first time it is needed, cached beside the compiled
+graphs, and registered with JAX.
 
 Why kernels: XLA's CPU backend runs the three scatters of an update with momentum (parameter,
 accumulator, velocity) as three operations, each a loop over all the occurrences; the kernel
 does all three in one pass, split among XLA's threads by row, with the same additions in the
 same order (the same weights, bit for bit). A RetailRocket training step on Diginetica took
 0.89x the time; updates without momentum keep XLA's scatters, which were faster there. XLA
-also runs every further reduction over a tile of scores as a pass of its own, where the band
-counts need one (docs/performance.md).
+also runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and
+its gradient took some 16 passes (a kernel: four per row, in the cache), the band counts one
+more pass over each tile (docs/performance.md).
 
 Where a kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
 for) or the kernels are turned off (environment variable GRU4REC_CPU_KERNEL=0, or
-`turned_off`), `target` says so, and XLA's own operations run instead: slower, with
-the same results. GPUs always run XLA's.
+`turned_off`), `target` says so, and XLA's own operations run instead: slower, with the same
+results, except for the BPR-max kernel, whose sums and exponentials round differently from
+XLA's (the same formulas; the weights differ in the last bits and drift apart over a fit).
+GPUs always run XLA's.
 """
 import ctypes
 import hashlib
@@ -31,17 +35,20 @@ from ..backend import cache_dir
 
 log = logging.getLogger(__name__)
 
-SOURCES = {"gru4rec_scatter_rows": "scatter_rows.cc", "gru4rec_band_counts": "band_counts.cc"}  # target: file
-FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off"]
+SOURCES = {"gru4rec_scatter_rows": "scatter_rows.cc", "gru4rec_band_counts": "band_counts.cc",
+           "gru4rec_bpr_max": "bpr_max.cc"}  # target: file
+# no contraction into fused multiply-adds: every clone of a kernel rounds alike (and as XLA where
+# it must give the same bits); no trapping math: lets the compiler vectorise selects
+FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-trapping-math"]
 _library = {}  # target -> its loaded library, or None where unavailable
-_off = []  # one entry per `turned_off` block being run
+_off = []  # the targets of each `turned_off` block being run (empty: all)
 _lock = threading.Lock()
 
 
 def target(name):
     """`name` (a key of SOURCES) once its kernel is registered as an FFI target, built and loaded on
     the first call; None where it is unavailable or turned off (XLA's own operations run instead)."""
-    if _off or os.environ.get("GRU4REC_CPU_KERNEL", "1") == "0":
+    if any(not names or name in names for names in _off) or os.environ.get("GRU4REC_CPU_KERNEL", "1") == "0":
         return None
     with _lock:
         if name not in _library:
@@ -50,10 +57,10 @@ def target(name):
 
 
 @contextmanager
-def turned_off():
-    """Functions compiled within the block use XLA's own operations (comparisons: bench/ab_xla.py,
-    bench/eval_scale.py)."""
-    _off.append(True)
+def turned_off(*names):
+    """Functions compiled within the block use XLA's own operations instead of the kernels
+    `names` (targets; none: every kernel). Comparisons: bench/ab_xla.py, bench/eval_scale.py."""
+    _off.append(set(names))
     try:
         yield
     finally:

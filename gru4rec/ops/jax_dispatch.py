@@ -1,16 +1,19 @@
-"""JAX implementations of `SparseAdagrad` and `BandCounts` (CPU and GPU). `ScoreLoss` needs
-none: PyTensor's OpFromGraph dispatch compiles its inner graph. Imported by
+"""JAX implementations of `SparseAdagrad`, `BandCounts` and `ScoreLoss` (CPU and GPU; ScoreLoss
+runs its inner graph through PyTensor's OpFromGraph dispatch, except for BPR-max on the CPU). Imported by
 `register_backend("jax")`: importing PyTensor's JAX dispatch sets JAX's x64 mode from floatX,
 so it must come after `gru4rec.backend.configure()`."""
 import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from pytensor.compile.builders import OpFromGraph
 from pytensor.link.jax.dispatch import jax_funcify
 
 from ..optimizers import EPS
 from . import cpu_kernels
 from .band_counts import BandCounts, masks, slots
+from .score_loss import ScoreLoss
 from .sparse_adagrad import SparseAdagrad
 
 
@@ -103,3 +106,37 @@ def jax_funcify_BandCounts(op, **kwargs):
         return jax.lax.platform_dependent(*args, cpu=kernel, default=xla)
 
     return band_counts
+
+
+def bpr_max_scores(R, rowmask, colmask, alpha, bpreg):
+    """(summed loss, dloss/dR) of BPR-max on raw scores R (B x K) by the CPU kernel of bpr_max.cc;
+    alpha: the ELU parameter, None for a linear final activation."""
+    shapes = (jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct(R.shape, jnp.float32))
+    return jax.ffi.ffi_call("gru4rec_bpr_max", shapes)(R, rowmask, colmask, alpha=np.float32(-1 if alpha is None else alpha),
+                                                       bpreg=np.float32(bpreg))
+
+
+@jax_funcify.register(ScoreLoss)
+def jax_funcify_ScoreLoss(op, node=None, **kwargs):
+    """The inner graph (gru4rec.losses, differentiated), compiled by PyTensor's OpFromGraph
+    dispatch; for BPR-max on the CPU, the products around the kernel of bpr_max.cc, which
+    computes the loss and its gradient w.r.t. the scores (the same formulas, rounded
+    differently: docs/performance.md)."""
+    inner = jax_funcify.dispatch(OpFromGraph)(op, node=node, **kwargs)
+    if op.loss != "bpr-max" or cpu_kernels.target("gru4rec_bpr_max") is None:
+        return inner
+    alpha = op.alpha if op.act == "elu" else None
+
+    def kernel(h, O, b, lq, rowmask, colmask):
+        R = jnp.dot(h, O.T) + b[None, :]
+        if op.logq:
+            R = R - op.logq * lq[None, :]
+        loss, dR = bpr_max_scores(R, rowmask, colmask, alpha, op.bpreg)
+        return loss, jnp.dot(dR, O), jnp.dot(dR.T, h), dR.sum(axis=0)
+
+    def score_loss(h, O, b, lq, rowmask, colmask):
+        if h.dtype != jnp.float32:
+            return inner(h, O, b, lq, rowmask, colmask)
+        return jax.lax.platform_dependent(h, O, b, lq, rowmask, colmask, cpu=kernel, default=inner)
+
+    return score_loss

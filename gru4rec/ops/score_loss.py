@@ -18,6 +18,11 @@ best parameters (2 shared CPU cores), training calls ran as fast with the derive
 jax.value_and_grad of the same loss written in jax.numpy was no faster, and would have
 restated the formulas once more.
 
+Except one: on the CPU, the JAX backend computes BPR-max's loss and its gradient w.r.t. the
+scores with the C++ kernel of bpr_max.cc (jax_dispatch.py), as XLA ran that part as some 16
+passes over the score matrix, a quarter of a RetailRocket step (docs/performance.md). It
+restates the formulas by hand; tests/test_bpr_max.py holds it to the float64 reference.
+
 Covered: cross-entropy with softmax, BPR-max with elu-X or linear, without label smoothing;
 the training step keeps every other loss on the unfused graph (see docs/adding_a_loss.md).
 """
