@@ -103,7 +103,8 @@ def test_only_bpr_max_training_on_the_cpu_calls_the_kernel(synthetic_train, monk
     assert calls[0] >= 1 and calls[1:] == [0, 0]
 
 
-def test_gpu_program_keeps_xla_loss():
+def score_loss_fn(alpha):
+    """The JAX function of ScoreLoss (BPR-max, ELU with parameter alpha), and its argument shapes."""
     backend.mode_for("jax")
     import pytensor.tensor as pt
     from pytensor.link.jax.dispatch import jax_funcify
@@ -111,11 +112,16 @@ def test_gpu_program_keeps_xla_loss():
     from gru4rec import ops
     h, O = pt.matrix("h", dtype="float32"), pt.matrix("O", dtype="float32")
     b, lq, r, c = (pt.vector(n, dtype="float32") for n in "blrc")
-    node = ops.ScoreLoss("bpr-max", "elu", 0.5, 1.95)(h, O, b, lq, r, c)[0].owner
-    fn = jax_funcify(node.op, node=node)
+    node = ops.ScoreLoss("bpr-max", "elu", alpha, 1.95)(h, O, b, lq, r, c)[0].owner
     S = jax.ShapeDtypeStruct
     args = [S((4, 3), jnp.float32), S((10, 3), jnp.float32)] + [S((10,), jnp.float32)] * 2 + \
         [S((4,), jnp.float32), S((10,), jnp.float32)]
-    cpu = jax.jit(fn).lower(*args).as_text()
-    cuda = jax.export.export(jax.jit(fn), platforms=["cuda"])(*args).mlir_module()
+    return jax.jit(jax_funcify(node.op, node=node)), args
+
+
+def test_gpu_program_keeps_xla_loss():
+    fn, args = score_loss_fn(0.5)
+    cpu = fn.lower(*args).as_text()
+    cuda = jax.export.export(fn, platforms=["cuda"])(*args).mlir_module()
     assert "gru4rec_bpr_max" in cpu and "gru4rec_bpr_max" not in cuda
+

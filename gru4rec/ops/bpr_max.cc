@@ -84,15 +84,17 @@ inline float sum_lanes(const float* acc) {
 }
 
 struct Params {
-  float alpha;  // ELU parameter; < 0: linear
+  bool elu;     // else linear
+  float alpha;  // the ELU's parameter
   float bpreg;
 };
 
 inline float elu(float x, float alpha, float e) { return x >= 0 ? x : alpha * (e - 1.0f); }
 
 // Pass 1: the row maximum of Y * negmask (as in gru4rec.losses; masked entries count as 0),
-// act of the maximum of R * negmask: act is increasing and act(0) = 0.
-CLONES float row_max(const float* __restrict r, const float* __restrict neg, int64_t K, float alpha) {
+// act of the maximum of R * negmask: act is non-decreasing and act(0) = 0 (ScoreLoss's ELUs
+// have alpha >= 0: their names hold no minus sign).
+CLONES float row_max(const float* __restrict r, const float* __restrict neg, int64_t K, bool is_elu, float alpha) {
   float mx[kLanes];
   std::fill(mx, mx + kLanes, -INFINITY);
   by_lanes(K, [&](int64_t j, int l) {
@@ -101,14 +103,15 @@ CLONES float row_max(const float* __restrict r, const float* __restrict neg, int
   });
   float m = mx[0];
   for (int l = 1; l < kLanes; ++l) m = m > mx[l] ? m : mx[l];
-  return alpha < 0 ? m : elu(m, alpha, exp_f(m < 0 ? m : 0.0f));
+  return is_elu ? elu(m, alpha, exp_f(m < 0 ? m : 0.0f)) : m;
 }
 
 // Pass 2: Y = act(R), dY/dR and the softmax numerators over the negatives; returns their sum.
 CLONES float numerators(const float* __restrict r, const float* __restrict neg, float* __restrict y,
-                        float* __restrict dact, float* __restrict e, int64_t K, float alpha, float m) {
+                        float* __restrict dact, float* __restrict e, int64_t K, bool is_elu, float alpha,
+                        float m) {
   float acc[kLanes] = {};
-  if (alpha < 0) {
+  if (!is_elu) {
     by_lanes(K, [&](int64_t j, int l) {
       y[j] = r[j], dact[j] = 1.0f;
       e[j] = exp_f(r[j] * neg[j] - m) * neg[j];
@@ -166,8 +169,8 @@ float row_loss(const float* r, const float* colmask, float w, int64_t i, int64_t
   float* sg = e + K;
   std::copy(colmask, colmask + K, neg);
   neg[i] = 0.0f;
-  const float m = row_max(r, neg, K, p.alpha);
-  const float z = numerators(r, neg, y, dact, e, K, p.alpha, m);
+  const float m = row_max(r, neg, K, p.elu, p.alpha);
+  const float z = numerators(r, neg, y, dact, e, K, p.elu, p.alpha, m);
   float sums[3];
   weights(y, e, sg, K, z == 0 ? 1.0f : z, exp_f(m - y[i]), sums);
   const float a = sums[0] + kEps;
@@ -198,7 +201,7 @@ void run_parts(const std::shared_ptr<Work>& w) {
 }
 
 ffi::Error BprMax(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> R, ffi::Buffer<ffi::F32> rowmask,
-                  ffi::Buffer<ffi::F32> colmask, float alpha, float bpreg, ffi::ResultBuffer<ffi::F32> loss,
+                  ffi::Buffer<ffi::F32> colmask, bool elu, float alpha, float bpreg, ffi::ResultBuffer<ffi::F32> loss,
                   ffi::ResultBuffer<ffi::F32> dR) {
   auto w = std::make_shared<Work>();
   w->B = rowmask.element_count(), w->K = colmask.element_count();
@@ -206,7 +209,7 @@ ffi::Error BprMax(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> R, ffi::Buffer<ffi
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "bpr_max: R is not rowmask x colmask");
   std::vector<float> losses(w->B);
   w->r = R.typed_data(), w->rowmask = rowmask.typed_data(), w->colmask = colmask.typed_data();
-  w->dr = dR->typed_data(), w->losses = losses.data(), w->p = {alpha, bpreg};
+  w->dr = dR->typed_data(), w->losses = losses.data(), w->p = {elu, alpha, bpreg};
   w->parts = std::clamp<int64_t>(std::min<int64_t>(pool.num_threads(), w->B), 1, 16);
   for (int64_t t = 1; t < w->parts; ++t) pool.Schedule([w] { run_parts(w); });
   run_parts(w);
@@ -225,6 +228,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(gru4rec_bpr_max, BprMax,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("elu")
                                   .Attr<float>("alpha")
                                   .Attr<float>("bpreg")
                                   .Ret<ffi::Buffer<ffi::F32>>()

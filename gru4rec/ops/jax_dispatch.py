@@ -112,8 +112,8 @@ def bpr_max_scores(R, rowmask, colmask, alpha, bpreg):
     """(summed loss, dloss/dR) of BPR-max on raw scores R (B x K) by the CPU kernel of bpr_max.cc;
     alpha: the ELU parameter, None for a linear final activation."""
     shapes = (jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct(R.shape, jnp.float32))
-    return jax.ffi.ffi_call("gru4rec_bpr_max", shapes)(R, rowmask, colmask, alpha=np.float32(-1 if alpha is None else alpha),
-                                                       bpreg=np.float32(bpreg))
+    call = jax.ffi.ffi_call("gru4rec_bpr_max", shapes)
+    return call(R, rowmask, colmask, elu=alpha is not None, alpha=np.float32(alpha or 0), bpreg=np.float32(bpreg))
 
 
 @jax_funcify.register(ScoreLoss)
