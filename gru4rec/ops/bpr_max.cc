@@ -16,7 +16,7 @@
 // this kernel against it and against a float64 NumPy statement of the spec.
 //
 // Why: XLA ran the loss and its gradient as some 16 passes over the B x K matrix (reductions
-// for the row maximum and five row sums among them); the score matrix of a RetailRocket step
+// for the row maximum and four row sums among them); the score matrix of a RetailRocket step
 // (80 x 2,128) took a quarter of the step on a 2-core AMD EPYC. Here each row takes four
 // passes over a few KiB that stay in the cache, rows split among XLA's threads.
 //
