@@ -10,7 +10,7 @@ from gru4rec import GRU4Rec, backend
 from gru4rec.ops import cpu_kernels
 
 from . import reference as ref
-from .xlahelpers import program_text
+from .xlahelpers import record_training_programs
 
 pytestmark = pytest.mark.skipif(cpu_kernels.compiler() is None, reason="needs a C++ compiler to build the kernel")
 
@@ -82,19 +82,11 @@ def test_rows_without_negatives_and_all_inactive_rows():
 
 
 def test_only_bpr_max_training_on_the_cpu_calls_the_kernel(synthetic_train, monkeypatch):
-    """Each window step of a BPR-max fit calls the kernel once, a cross-entropy fit never, nor a
-    BPR-max fit with the kernel turned off; the program lowered for CUDA has no call."""
+    """A BPR-max fit's training call calls the kernel, a cross-entropy fit's never, nor a BPR-max
+    fit's with the kernel turned off."""
     train = synthetic_train.head(2000)
     kw = dict(layers=[8], batch_size=8, n_sample=16, n_epochs=1, seed=3)
-    programs = []
-    build = GRU4Rec._trainer
-
-    def kept(model, *args):
-        trainer, sampler = build(model, *args)
-        programs.append(program_text(trainer.fn))
-        return trainer, sampler
-
-    monkeypatch.setattr(GRU4Rec, "_trainer", kept)
+    programs = record_training_programs(monkeypatch)
     GRU4Rec(loss="bpr-max", final_act="elu-0.5", steps_per_call=4, **kw).fit(train)
     GRU4Rec(loss="cross-entropy", final_act="softmax", steps_per_call=4, **kw).fit(train)
     with cpu_kernels.turned_off("gru4rec_bpr_max"):

@@ -11,7 +11,7 @@ import pytest
 from gru4rec import GRU4Rec, backend, ops
 from gru4rec.ops import cpu_kernels
 
-from .xlahelpers import program_text
+from .xlahelpers import record_training_programs
 
 needs_compiler = pytest.mark.skipif(cpu_kernels.compiler() is None, reason="needs a C++ compiler to build the kernel")
 
@@ -59,15 +59,7 @@ def test_training_with_the_kernel_trains_the_same_weights(synthetic_train, monke
     train = synthetic_train.head(4000)
     kw = dict(layers=[16], batch_size=8, n_sample=16, n_epochs=2, momentum=0.3, constrained_embedding=True,
               loss="bpr-max", final_act="elu-0.5", dropout_p_hidden=0.3, seed=7)
-    programs = []
-    build = GRU4Rec._trainer
-
-    def kept(model, *args):
-        trainer, sampler = build(model, *args)
-        programs.append(program_text(trainer.fn))
-        return trainer, sampler
-
-    monkeypatch.setattr(GRU4Rec, "_trainer", kept)
+    programs = record_training_programs(monkeypatch)
     with_kernel = GRU4Rec(**kw).fit(train)
     with cpu_kernels.turned_off("gru4rec_scatter_rows"):
         without = GRU4Rec(**kw).fit(train)

@@ -22,3 +22,19 @@ def whole_copies(text, shapes):
     """The lines of an optimized program that copy a whole float32 array of one of `shapes`."""
     names = {f"f32[{','.join(map(str, s))}]" for s in shapes}
     return [line.strip() for line in text.splitlines() if " copy(" in line and any(f"= {n}" in line for n in names)]
+
+
+def record_training_programs(monkeypatch):
+    """A list that receives the optimized program of every training call GRU4Rec builds from now
+    on (in the order the fits build them)."""
+    from gru4rec import GRU4Rec
+    programs = []
+    build = GRU4Rec._trainer
+
+    def kept(model, *args):
+        trainer, sampler = build(model, *args)
+        programs.append(program_text(trainer.fn))
+        return trainer, sampler
+
+    monkeypatch.setattr(GRU4Rec, "_trainer", kept)
+    return programs
