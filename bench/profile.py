@@ -7,7 +7,7 @@ Each configuration trains two epochs on (the first --sessions sessions of) its d
 traces the second one with jax.profiler; with --eval it then evaluates the test set twice
 and traces the second run. Every XLA operation the trace names is classified from the
 optimized HLO module that XLA wrote (--xla_dump_to): matrix products (dot), gathers,
-scatters (with the CPU kernel of gru4rec/ops/scatter_rows.cc), random numbers (the
+scatters (with the CPU kernel of gru4rec/ops/sparse_update.cc), random numbers (the
 counter-based generator's bit operations), copies, and elementwise work and reductions.
 "loop, host and waits" is the wall time the operations do not cover: the while loop, the host
 loop between calls and idle threads. Operation times are summed over XLA's threads, so on
@@ -47,7 +47,7 @@ INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*? ([a-z][\w\-]*)\((.*)$")
 
 def parse_hlo(text):
     """{instruction name: (opcode, called computations)} and {computation: [instruction names]};
-    a custom call's opcode is its target (gru4rec_scatter_rows for the sparse update's kernel)."""
+    a custom call's opcode is its target (gru4rec_sparse_update for the sparse update's kernel)."""
     instr, comps, cur = {}, {}, None
     for line in text.splitlines():
         if line and not line.startswith(" ") and line.rstrip().endswith("{"):
@@ -81,7 +81,7 @@ def kind(ops):
         return None
     if "dot" in ops or "convolution" in ops:
         return "matrix products"
-    if ops & {"scatter", "gru4rec_scatter_rows"}:
+    if ops & {"scatter", "gru4rec_sparse_update"}:
         return "scatters"
     if "gather" in ops or "dynamic-slice" in ops:
         return "gathers"

@@ -7,8 +7,8 @@ sparse_adagrad.py and band_counts.py, each backend's implementation in its own m
 `gru4rec.losses`, which every backend compiles; JAX on the CPU runs BPR-max through the C++
 kernel of bpr_max.cc instead (the same formulas, rounded differently). `SparseAdagrad` (the
 row-sparse Adagrad + momentum update of spec 7.4) has a NumPy `perform` (what the C backend
-runs), a JAX and a Numba implementation; on the CPU the JAX one ends in the C++ kernel of
-scatter_rows.cc. Both Ops equal
+runs), a JAX and a Numba implementation; on the CPU the JAX one is the C++ kernel of
+sparse_update.cc (XLA's bits). Both Ops equal
 the unfused graphs they replace (`gru4rec.losses` / `gru4rec.optimizers`) on the same masked
 B x (B + S) problem. `BandCounts` has a NumPy `perform` and a JAX implementation, on the CPU
 the C++ kernel of band_counts.cc (gru4rec.ops.cpu_kernels builds the kernels).

@@ -25,15 +25,12 @@
 // checked against double precision); with -ffp-contract=off the vectorised
 // and the plain clone round alike, and the row sums use 8 partial sums in a fixed order, so
 // the results do not depend on the machine's vector width.
-#include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <vector>
 
+#include "in_parts.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -180,40 +177,21 @@ float row_loss(const float* r, const float* colmask, float w, int64_t i, int64_t
   return w * (-std::log(a) + p.bpreg * sums[1]);
 }
 
-struct Work {
-  const float* r;
-  const float* rowmask;
-  const float* colmask;
-  float* dr;
-  float* losses;
-  int64_t B, K, parts;
-  Params p;
-  std::atomic<int64_t> next{0}, done{0};
-};
-
-void run_parts(const std::shared_ptr<Work>& w) {
-  std::vector<float> scratch(5 * w->K);
-  for (int64_t part; (part = w->next.fetch_add(1)) < w->parts;) {
-    for (int64_t i = part; i < w->B; i += w->parts)
-      w->losses[i] = row_loss(w->r + i * w->K, w->colmask, w->rowmask[i], i, w->K, w->p, w->dr + i * w->K, scratch);
-    w->done.fetch_add(1, std::memory_order_release);
-  }
-}
-
 ffi::Error BprMax(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> R, ffi::Buffer<ffi::F32> rowmask,
                   ffi::Buffer<ffi::F32> colmask, bool elu, float alpha, float bpreg, ffi::ResultBuffer<ffi::F32> loss,
                   ffi::ResultBuffer<ffi::F32> dR) {
-  auto w = std::make_shared<Work>();
-  w->B = rowmask.element_count(), w->K = colmask.element_count();
-  if (R.element_count() != w->B * w->K || w->K < w->B)
+  const int64_t B = rowmask.element_count(), K = colmask.element_count();
+  if (static_cast<int64_t>(R.element_count()) != B * K || K < B)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "bpr_max: R is not rowmask x colmask");
-  std::vector<float> losses(w->B);
-  w->r = R.typed_data(), w->rowmask = rowmask.typed_data(), w->colmask = colmask.typed_data();
-  w->dr = dR->typed_data(), w->losses = losses.data(), w->p = {elu, alpha, bpreg};
-  w->parts = std::clamp<int64_t>(std::min<int64_t>(pool.num_threads(), w->B), 1, 16);
-  for (int64_t t = 1; t < w->parts; ++t) pool.Schedule([w] { run_parts(w); });
-  run_parts(w);
-  while (w->done.load(std::memory_order_acquire) < w->parts) std::this_thread::yield();
+  std::vector<float> losses(B);
+  const float *r = R.typed_data(), *rm = rowmask.typed_data(), *cm = colmask.typed_data();
+  float* dr = dR->typed_data();
+  const Params p{elu, alpha, bpreg};
+  const int64_t parts = gru4rec::parts_for(pool, B);
+  gru4rec::in_parts(pool, parts, [&](int64_t part) {
+    std::vector<float> scratch(5 * K);
+    for (int64_t i = part; i < B; i += parts) losses[i] = row_loss(r + i * K, cm, rm[i], i, K, p, dr + i * K, scratch);
+  });
   float total = 0;  // in row order, whatever the number of threads
   for (float v : losses) total += v;
   *loss->typed_data() = total;

@@ -1,17 +1,16 @@
-"""The CPU kernels, each an XLA FFI target in a library of its own: scatter_rows.cc
-(SparseAdagrad's row scatters), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient w.r.t.
-the scores) and band_counts.cc (the counting pass of the one-pass softmax ranking). Each is
-built with the machine's C++ compiler the first time it is needed, cached beside the compiled
-graphs, and registered with JAX.
+"""The CPU kernels, each an XLA FFI target in a library of its own: sparse_update.cc
+(SparseAdagrad's update with momentum), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient
+w.r.t. the scores) and band_counts.cc (the counting pass of the one-pass softmax ranking), with
+in_parts.h, how they share out work among XLA's threads. Each is built with the machine's C++
+compiler the first time it is needed, cached beside the compiled graphs, and registered with JAX.
 
-Why kernels: XLA's CPU backend runs the three scatters of an update with momentum (parameter,
-accumulator, velocity) as three operations, each a loop over all the occurrences; the kernel
-does all three in one pass, split among XLA's threads by row, with the same additions in the
-same order (the same weights, bit for bit). A RetailRocket training step on Diginetica took
-0.89x the time; updates without momentum keep XLA's scatters, which were faster there. XLA
-also runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and
-its gradient took some 16 passes (a kernel: four per row, in the cache), the band counts one
-more pass over each tile (docs/performance.md).
+Why kernels: XLA's CPU backend runs an update with momentum as a gather of the accumulator's and
+the velocity's rows, a pass that computes the steps and three scatters (parameter, accumulator,
+velocity), each a loop over all the occurrences; the kernel reads and writes each row once,
+rounding as XLA does (the same weights, bit for bit; checked when a model is compiled). XLA also
+runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and its
+gradient took some 16 passes (a kernel: four per row, in the cache), the band counts one more
+pass over each tile (docs/performance.md has the timings).
 
 Where a kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
 for) or the kernels are turned off (environment variable GRU4REC_CPU_KERNEL=0, or
@@ -30,12 +29,14 @@ import subprocess
 import sysconfig
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 from ..backend import cache_dir
 
 log = logging.getLogger(__name__)
 
-SOURCES = {"gru4rec_scatter_rows": "scatter_rows.cc", "gru4rec_band_counts": "band_counts.cc",
+KERNEL_DIR = Path(__file__).parent  # the sources and the headers they share
+SOURCES = {"gru4rec_sparse_update": "sparse_update.cc", "gru4rec_band_counts": "band_counts.cc",
            "gru4rec_bpr_max": "bpr_max.cc"}  # target: file
 # no contraction into fused multiply-adds: every clone of a kernel rounds alike (and as XLA where
 # it must give the same bits); no trapping math: lets the compiler vectorise selects
@@ -86,24 +87,31 @@ def compiler():
     return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
+def _library_path(name, include_dir):
+    """Where target `name`'s shared library is cached: cache_dir()/kernels, named by a hash of its
+    source, the headers beside it, the compiler, the jaxlib version (the FFI headers it includes)
+    and the flags, so that any change of them builds it anew."""
+    source = KERNEL_DIR / SOURCES[name]
+    tag = " ".join([compiler(), include_dir, importlib.metadata.version("jaxlib"), *FLAGS])
+    text = b"".join(f.read_bytes() for f in [source, *sorted(KERNEL_DIR.glob("*.h"))])
+    key = hashlib.sha256(text + tag.encode()).hexdigest()[:16]
+    stem = SOURCES[name].removesuffix(".cc")
+    return cache_dir() / "kernels" / f"{stem}-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+
+
 def _build(name, include_dir):
-    """The path of target `name`'s shared library, compiled once per source, compiler and jaxlib
-    version (the FFI headers it includes) into cache_dir()/kernels; written under a temporary
-    name and then renamed, so that concurrent or interrupted builds leave no partial library."""
+    """The path of target `name`'s shared library, compiled once (`_library_path`); written under a
+    temporary name and then renamed, so that concurrent or interrupted builds leave no partial
+    library."""
     cxx = compiler()
     if cxx is None:
         raise OSError("no C++ compiler found (set CXX)")
-    source = os.path.join(os.path.dirname(__file__), SOURCES[name])
-    with open(source, "rb") as f:
-        tag = " ".join([cxx, include_dir, importlib.metadata.version("jaxlib"), *FLAGS])
-        key = hashlib.sha256(f.read() + tag.encode()).hexdigest()[:16]
-    stem = SOURCES[name].removesuffix(".cc")
-    path = cache_dir() / "kernels" / f"{stem}-{key}{sysconfig.get_config_var('SHLIB_SUFFIX') or '.so'}"
+    path = _library_path(name, include_dir)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
-            proc = subprocess.run([cxx, *FLAGS, "-I", include_dir, source, "-o", str(tmp)],
+            proc = subprocess.run([cxx, *FLAGS, "-I", include_dir, str(KERNEL_DIR / SOURCES[name]), "-o", str(tmp)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 last = (proc.stderr.strip().splitlines() or [""])[-1]

@@ -3,6 +3,7 @@ runs its inner graph through PyTensor's OpFromGraph dispatch, except for BPR-max
 `register_backend("jax")`: importing PyTensor's JAX dispatch sets JAX's x64 mode from floatX,
 so it must come after `gru4rec.backend.configure()`."""
 import inspect
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,8 @@ from . import cpu_kernels
 from .band_counts import BandCounts, masks, slots
 from .score_loss import ScoreLoss
 from .sparse_adagrad import SparseAdagrad
+
+log = logging.getLogger(__name__)
 
 
 def _index_kwargs():
@@ -37,12 +40,13 @@ def _after(read, add):
 
 @jax_funcify.register(SparseAdagrad)
 def jax_funcify_SparseAdagrad(op, **kwargs):
+    """XLA's gathers, arithmetic and scatters; for an update with momentum of a float32 matrix on
+    the CPU, the kernel of sparse_update.cc, which reads and writes each row once (the
+    RetailRocket step: docs/performance.md), where it gives XLA's bits (`_same_bits`)."""
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
     kw = _index_kwargs()
-    # only an update with a velocity can use the kernel: others never build or load it
-    scatter = _scatter(cpu_kernels.target("gru4rec_scatter_rows") if mom > 0 else None, kw)
 
-    def sparse_adagrad_jax(P, A, *rest):
+    def xla(P, A, *rest):
         V = rest[0] if mom > 0 else None
         idx, g = rest[-2], rest[-1]
         old = A.at[idx].get(**kw)
@@ -52,35 +56,63 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
             step = step + lmbd * P.at[idx].get(**kw)
         step = (lr * step).astype(P.dtype)
         d = (mom * V.at[idx].get(**kw) - step).astype(P.dtype) if mom > 0 else -step
-        return scatter(P, A, V, idx, g, d, old)
-
-    return sparse_adagrad_jax
-
-
-def _scatter(target, kw):
-    """A function (P, A, V or None, idx, g, d, old) -> (P[idx] += d, A[idx] += g * g[, V[idx] = d]),
-    occurrence by occurrence (`old`: the rows A[idx] read before; `kw`: the index options). A
-    float32 matrix goes through the FFI `target` (scatter_rows.cc, given for updates with a
-    velocity) on the CPU, anything else through XLA's scatters: the same bits. (Without a
-    velocity, XLA computes d inside its two scatters; with the kernel, d had to be written out
-    first, and the RSC15 README step ran 0.85x as fast: docs/performance.md.)"""
-
-    def xla(P, A, V, idx, g, d, old):
         A = A.at[idx].add(_after(old, g * g), **kw)
         new = (P.at[idx].add(d, **kw), A)
         return new + ((V.at[idx].set(d, **kw),) if V is not None else ())
 
-    def kernel(P, A, V, idx, g, d, old):
+    target = cpu_kernels.target("gru4rec_sparse_update")
+    if target is None:
+        return xla
+
+    def kernel(P, A, *rest):
+        V = rest[0] if mom > 0 else jnp.zeros(0, P.dtype)  # no velocity: an empty one
+        idx, g = rest[-2], rest[-1]
         call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (P, A, V)),
                                 input_output_aliases={0: 0, 1: 1, 2: 2})
-        return tuple(call(P, A, V, idx.astype(jnp.int32), g, d))
+        new = call(P, A, V, idx.astype(jnp.int32), g, lr=np.float32(lr), mom=np.float32(mom),
+                   lmbd=np.float32(lmbd), eps=np.float32(EPS))
+        return tuple(new[:3 if mom > 0 else 2])
 
-    def scatter(P, A, V, idx, g, d, old):
-        if target is None or P.dtype != jnp.float32 or P.ndim != 2:
-            return xla(P, A, V, idx, g, d, old)
-        return jax.lax.platform_dependent(P, A, V, idx, g, d, old, cpu=kernel, default=xla)
+    if not _same_bits(kernel, xla, (mom > 0, lmbd > 0)):
+        return xla
 
-    return scatter
+    def update(P, A, *rest):
+        if P.dtype != jnp.float32 or P.ndim != 2:
+            return xla(P, A, *rest)
+        return jax.lax.platform_dependent(P, A, *rest, cpu=kernel, default=xla)
+
+    return update
+
+
+_checked = {}  # (momentum or not, L2 or not) -> whether the update kernel gives XLA's bits here
+
+
+def _same_bits(kernel, xla, kind):
+    """Whether `kernel` updates a small problem (repeated rows, a row length that is not a
+    multiple of the vector width, a g^2 that overflows) bit for bit as `xla` does on this CPU
+    with this jaxlib; once per process and `kind` (with a velocity or not, with L2 or not: the
+    operations, not the rates, decide the rounding). XLA's 1/sqrt is the processor's estimate
+    refined by Newton steps, whose number has changed between jaxlib versions: a kernel that
+    rounds otherwise is not used (one log message), so the weights never depend on it. Costs
+    one small compilation (0.2-0.3 s)."""
+    if kind not in _checked:
+        try:
+            cpu = jax.devices("cpu")[0]
+        except RuntimeError:  # a process without a CPU backend never runs the kernel
+            return False
+        rng = np.random.default_rng(0)
+        N, D, n = 8, 11, 24
+        g = rng.normal(size=(n, D)) * 10.0 ** rng.integers(-6, 2, (n, D))
+        g[0, 0] = 1e20
+        arrays = [rng.normal(size=(N, D)), rng.random((N, D))] + [rng.normal(0, 0.1, (N, D))] * kind[0]
+        args = jax.device_put([a.astype(np.float32) for a in arrays]
+                              + [rng.integers(0, N, n).astype(np.int32), g.astype(np.float32)], cpu)
+        ours, theirs = jax.jit(lambda *a: (kernel(*a), xla(*a)))(*args)
+        _checked[kind] = all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+        if not _checked[kind]:
+            log.info("the CPU kernel sparse_update.cc does not round as this jaxlib's XLA does: "
+                     "XLA's own sparse update runs")
+    return _checked[kind]
 
 
 @jax_funcify.register(BandCounts)

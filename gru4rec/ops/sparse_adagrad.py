@@ -7,8 +7,8 @@ writes (scatter set), the parameter receives the sum of the per-occurrence steps
 Why an Op of its own rather than `Optimizer.sparse`'s graph: it updates P, A and V in place
 (the C and Numba backends, through the rewrite below) and reads every gathered row once.
 Its `perform` is the NumPy reference, and what the C backend runs (there is no C code);
-the JAX and Numba implementations are in jax_dispatch.py and numba_dispatch.py (the JAX one
-ends in the C++ kernel of scatter_rows.cc on the CPU).
+the JAX and Numba implementations are in jax_dispatch.py and numba_dispatch.py (the JAX one is
+the C++ kernel of sparse_update.cc on the CPU).
 """
 import numpy as np
 import pytensor.tensor as pt
