@@ -85,8 +85,8 @@ def test_training_with_the_kernel_trains_the_same_weights(momentum, synthetic_tr
 
 @needs_compiler
 def test_kernel_that_rounds_otherwise_is_not_used(monkeypatch, caplog):
-    """The check at compile time: a kernel whose results differ from XLA's in one bit is refused
-    (one log message), and the update compiles to XLA's operations."""
+    """The check at compile time: a kernel whose results differ from XLA's in one bit, or that
+    fails, is refused (one log message each), and the update compiles to XLA's operations."""
     from gru4rec.ops import jax_dispatch
     monkeypatch.setattr(jax_dispatch, "_checked", {})
     P, A, V, idx, g = update_problem(np.random.default_rng(4), n=40)
@@ -97,10 +97,15 @@ def test_kernel_that_rounds_otherwise_is_not_used(monkeypatch, caplog):
         P, A, V = xla(*args)
         return P, A, V.at[1, 2].set(jnp.nextafter(V[1, 2], jnp.inf))
 
+    def failing(*args):
+        raise ValueError("no such kernel")
+
     with caplog.at_level(logging.INFO, logger="gru4rec.ops.jax_dispatch"):
         assert not jax_dispatch._same_bits(off_by_one_bit, xla, (True, False))
         assert jax_dispatch._same_bits(xla, xla, (True, True))
-    assert ["does not round as" in r.getMessage() for r in caplog.records] == [True]
+        assert not jax_dispatch._same_bits(failing, xla, (True, "a key of its own"))
+    assert [("does not round as" in m, "failed (no such kernel)" in m)
+            for m in (r.getMessage() for r in caplog.records)] == [(True, False), (False, True)]
     monkeypatch.setattr(jax_dispatch, "_checked", {(True, False): False})
     assert TARGET not in sparse_adagrad_fn(0.3).lower(P, A, V, idx, g).as_text()
 

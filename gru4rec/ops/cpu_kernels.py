@@ -1,13 +1,13 @@
 """The CPU kernels, each an XLA FFI target in a library of its own: sparse_update.cc
-(SparseAdagrad's update with momentum), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient
-w.r.t. the scores) and band_counts.cc (the counting pass of the one-pass softmax ranking), with
-in_parts.h, how they share out work among XLA's threads. Each is built with the machine's C++
-compiler the first time it is needed, cached beside the compiled graphs, and registered with JAX.
+(SparseAdagrad's update), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient w.r.t. the
+scores) and band_counts.cc (the counting pass of the one-pass softmax ranking), with in_parts.h,
+how they share out work among XLA's threads. Each is built with the machine's C++ compiler the
+first time it is needed, cached beside the compiled graphs, and registered with JAX.
 
-Why kernels: XLA's CPU backend runs an update with momentum as a gather of the accumulator's and
-the velocity's rows, a pass that computes the steps and three scatters (parameter, accumulator,
-velocity), each a loop over all the occurrences; the kernel reads and writes each row once,
-rounding as XLA does (the same weights, bit for bit; checked when a model is compiled). XLA also
+Why kernels: XLA's CPU backend runs the sparse update as gathers of the accumulator's (and the
+velocity's) rows, a pass that computes the steps and two or three scatters (parameter,
+accumulator, velocity), each a loop over all the occurrences; the kernel reads and writes each
+row once, rounding as XLA does (the same weights, bit for bit; checked when a model is compiled). XLA also
 runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and its
 gradient took some 16 passes (a kernel: four per row, in the cache), the band counts one more
 pass over each tile (docs/performance.md has the timings).

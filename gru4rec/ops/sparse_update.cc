@@ -14,9 +14,9 @@
 //
 // The same bits as XLA: XLA's CPU code (jaxlib 0.10) computes 1/sqrt(x) as the processor's
 // estimate (rsqrtps) refined by one Newton step, and contracts A + g^2, g y + lmbd P and
-// mom V - t into fused multiply-adds; with AVX2 and FMA this kernel does the same, in the same order (every
-// other sum, such as A's increments, rounded twice, as XLA's scatters do). Elsewhere it rounds
-// each operation once. The caller checks on a small problem that the kernel's results are
+// mom V - t into fused multiply-adds; with AVX2 and FMA this kernel does the same, in the same
+// order (every other sum, such as A's increments, rounded twice, as XLA's scatters do).
+// Elsewhere it rounds each operation once. The caller checks on a small problem that the kernel's results are
 // XLA's bit for bit before it uses it (jax_dispatch.py), so a jaxlib that computes otherwise
 // gets XLA's own update, not different numbers.
 #include <algorithm>
