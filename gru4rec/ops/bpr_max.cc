@@ -190,7 +190,8 @@ ffi::Error BprMax(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> R, ffi::Buffer<ffi
   const int64_t parts = gru4rec::parts_for(pool, B);
   gru4rec::in_parts(pool, parts, [&](int64_t part) {
     std::vector<float> scratch(5 * K);
-    for (int64_t i = part; i < B; i += parts) losses[i] = row_loss(r + i * K, cm, rm[i], i, K, p, dr + i * K, scratch);
+    for (int64_t i = part; i < B; i += parts)
+      losses[i] = row_loss(r + i * K, cm, rm[i], i, K, p, dr + i * K, scratch);
   });
   float total = 0;  // in row order, whatever the number of threads
   for (float v : losses) total += v;

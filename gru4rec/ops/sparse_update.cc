@@ -80,8 +80,8 @@ __attribute__((target("avx2,fma"))) inline __m128 rsqrt1(__m128 x) {
   return (xs < 1.17549435e-38f || xs == INFINITY) ? y0 : y;
 }
 
-__attribute__((target("avx2,fma"))) void update_avx2(Old o, const float* g, float* p, float* a, float* v, int64_t n,
-                                                     const Rates& k) {
+__attribute__((target("avx2,fma"))) void update_avx2(Old o, const float* g, float* p, float* a, float* v,
+                                                     int64_t n, const Rates& k) {
   const __m256 eps = _mm256_set1_ps(k.eps), lr = _mm256_set1_ps(k.lr), mom = _mm256_set1_ps(k.mom),
                lmbd = _mm256_set1_ps(k.lmbd);
   int64_t j = 0;
@@ -102,7 +102,8 @@ __attribute__((target("avx2,fma"))) void update_avx2(Old o, const float* g, floa
     const __m128 t = k.lmbd != 0 ? _mm_fmadd_ss(G, y, _mm_mul_ss(_mm_set_ss(o.p[j]), _mm_set_ss(k.lmbd)))
                                  : _mm_mul_ss(G, y);
     const __m128 step = _mm_mul_ss(t, _mm_set_ss(k.lr));
-    const float d = o.v ? _mm_cvtss_f32(_mm_fmsub_ss(_mm_set_ss(o.v[j]), _mm_set_ss(k.mom), step)) : -_mm_cvtss_f32(step);
+    const float d =
+        o.v ? _mm_cvtss_f32(_mm_fmsub_ss(_mm_set_ss(o.v[j]), _mm_set_ss(k.mom), step)) : -_mm_cvtss_f32(step);
     p[j] += d;
     a[j] += g[j] * g[j];
     if (v) v[j] = d;
@@ -167,7 +168,8 @@ void update_part(const Work& w, int64_t part, std::vector<float>& old) {
   constexpr int64_t ahead = 8;
   const int64_t mask = w.parts - 1, D = w.dim;
   for (int64_t k = 0; k < w.n; ++k) {
-    if (k + ahead < w.n && w.first[k + ahead] && (w.idx[k + ahead] & mask) == part) prefetch_rows(w, w.idx[k + ahead]);
+    if (k + ahead < w.n && w.first[k + ahead] && (w.idx[k + ahead] & mask) == part)
+      prefetch_rows(w, w.idx[k + ahead]);
     const int64_t row = w.idx[k];
     if ((row & mask) != part || !w.first[k]) continue;
     float *p = w.p + row * D, *a = w.a + row * D, *v = w.v ? w.v + row * D : nullptr;
@@ -186,14 +188,14 @@ void update_part(const Work& w, int64_t part, std::vector<float>& old) {
 
 ffi::Error SparseUpdate(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> P, ffi::Buffer<ffi::F32> A,
                         ffi::Buffer<ffi::F32> V, ffi::Buffer<ffi::S32> idx, ffi::Buffer<ffi::F32> g, float lr,
-                        float mom, float lmbd, float eps, ffi::ResultBuffer<ffi::F32> Po, ffi::ResultBuffer<ffi::F32> Ao,
-                        ffi::ResultBuffer<ffi::F32> Vo) {
+                        float mom, float lmbd, float eps, ffi::ResultBuffer<ffi::F32> Po,
+                        ffi::ResultBuffer<ffi::F32> Ao, ffi::ResultBuffer<ffi::F32> Vo) {
   const bool velocity = V.element_count() > 0;
   if (Po->typed_data() != P.typed_data() || Ao->typed_data() != A.typed_data() ||
       (velocity && Vo->typed_data() != V.typed_data()))
     return ffi::Error(ffi::ErrorCode::kInternal, "sparse_update: outputs not aliased to inputs");
   const int64_t n = idx.element_count();
-  if (n == 0) return ffi::Error::Success();
+  if (n == 0 || g.element_count() == 0) return ffi::Error::Success();  // nothing to update
   const int64_t dim = g.element_count() / n, rows = P.element_count() / dim;
   const int32_t* ix = idx.typed_data();
   if (std::any_of(ix, ix + n, [rows](int32_t r) { return r < 0 || r >= rows; }))
