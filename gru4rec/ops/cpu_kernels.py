@@ -9,7 +9,7 @@ velocity's) rows, a pass that computes the steps and two or three scatters (para
 accumulator, velocity), each a loop over all the occurrences; the kernel reads and writes each
 row once, rounding as XLA does (the same weights, bit for bit; checked when a model is compiled). XLA also
 runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and its
-gradient took some 16 passes (a kernel: four per row, in the cache), the band counts one more
+gradient took some 16 passes (a kernel: five per row, in the cache), the band counts one more
 pass over each tile (docs/performance.md has the timings).
 
 Where a kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
