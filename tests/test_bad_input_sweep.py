@@ -551,7 +551,8 @@ SAVER = textwrap.dedent("""
         f.write(b"x" * 100000)
         f.flush()
         print("WRITING", flush=True)
-        time.sleep(60)
+        for _ in range(600):  # short sleeps: a signal that lands just before a long sleep
+            time.sleep(0.1)   # starts is handled only when that sleep ends (the test's timeout)
     if sys.argv[2] == "slow":
         serialization.np.savez = slow
     serialization.save(sys.argv[1], {{}}, pd.Index(["a"]), {{"w": np.zeros(2)}})
