@@ -1,16 +1,16 @@
 """Training speed under several sets of XLA compile options, side by side in one process.
 
     python bench/ab_xla.py [--config retailrocket] [--change '{"xla_cpu_copy_insertion_use_region_analysis": false}']
-        [--change '{...}' ...] [--xla-update] [--xla-loss] [--no-kernels] [--rounds 30] [--steps 320]
+        [--change '{...}' ...] [--xla-update] [--xla-dense] [--xla-loss] [--no-kernels] [--rounds 30] [--steps 320]
         [--sessions 30000]
 
 Compiles the training call of one configuration (bench/profile.py's, on the first --sessions
 sessions) once with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and once for each
 --change, its options merged over them; --xla-update adds the current options with the sparse
-update left to XLA instead of the CPU kernel (gru4rec/ops/sparse_update.cc),
---xla-loss one with the BPR-max loss left to XLA (gru4rec/ops/bpr_max.cc), --no-kernels one
-without any CPU kernel (as without a C++ compiler), and then no --change is compiled unless
-given. All of them then train in turn on the same slices of
+update left to XLA instead of the CPU kernel (gru4rec/ops/sparse_update.cc), --xla-dense one
+with the dense weights' update left to XLA (gru4rec/ops/dense_update.cc), --xla-loss one with
+the BPR-max loss left to XLA (gru4rec/ops/bpr_max.cc), --no-kernels one without any CPU kernel
+(as without a C++ compiler), and then no --change is compiled unless given. All of them then train in turn on the same slices of
 an epoch's schedule, --steps minibatches each, --rounds times, the order rotated every round, so
 that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour) slows
 them alike. Prints each one's median milliseconds per minibatch, its ratio to "current" (of the
@@ -50,7 +50,8 @@ def _profile_bench():
 
 PROFILE = _profile_bench()
 # side: the kernels it turns off
-KERNEL_SIDES = {"xla update": ["gru4rec_sparse_update"], "xla loss": ["gru4rec_bpr_max"],
+KERNEL_SIDES = {"xla update": ["gru4rec_sparse_update"], "xla dense": ["gru4rec_dense_update"],
+                "xla loss": ["gru4rec_bpr_max"],
                 "no kernels": list(cpu_kernels.SOURCES)}
 
 
@@ -77,8 +78,8 @@ def run(args):
     """(options by side, ms per minibatch of every round by side, built sides)."""
     train, _, params = PROFILE.load_config(args.config, args.sessions)
     current = dict(backend.COMPILER_OPTIONS.get("cpu", {}))
-    kernel_sides = [name for name, on in (("xla update", args.xla_update), ("xla loss", args.xla_loss),
-                                          ("no kernels", args.no_kernels)) if on]
+    kernel_sides = [name for name, on in (("xla update", args.xla_update), ("xla dense", args.xla_dense),
+                                          ("xla loss", args.xla_loss), ("no kernels", args.no_kernels)) if on]
     changes = args.change or ([] if kernel_sides else ['{"xla_cpu_copy_insertion_use_region_analysis": false}'])
     sides = {"current": current, **{c: {**current, **json.loads(c)} for c in changes}}
     sides.update({name: current for name in kernel_sides})
@@ -112,6 +113,8 @@ def main():
                          "sides (default: region analysis off)")
     ap.add_argument("--xla-update", action="store_true",
                     help="add a side without the CPU kernel of the sparse update (current options)")
+    ap.add_argument("--xla-dense", action="store_true",
+                    help="add a side without the CPU kernel of the dense weights' update (current options)")
     ap.add_argument("--xla-loss", action="store_true",
                     help="add a side without the CPU kernel of the BPR-max loss (current options)")
     ap.add_argument("--no-kernels", action="store_true", help="add a side without any CPU kernel (current options)")

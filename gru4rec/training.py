@@ -201,8 +201,10 @@ def _sparse_update(net, opt, P, idx, g, st):
     return opt.sparse(P, idx, g, st)
 
 
-def _dense_update(opt, P, g, st, valid):
+def _dense_update(net, opt, P, g, st, valid):
     """The textbook update, or nothing on an all-padding step (momentum would still move P)."""
+    if net.fused_update:
+        return ops.dense_adagrad(P, g, st, valid, opt.lr, opt.momentum, opt.lmbd)
     new, ns = opt.dense(P, g, st)
     ok = valid > 0
     return pt.switch(ok, new, P), {k: pt.switch(ok, v, st[k]) for k, v in ns.items()}
@@ -217,7 +219,7 @@ def update(net, carry, idx, g, valid):
         if name in net.sparse:
             new_W[name], ns = _sparse_update(net, opt, P, idx[name], g[name], st)
         else:
-            new_W[name], ns = _dense_update(opt, P, g[name], st, valid)
+            new_W[name], ns = _dense_update(net, opt, P, g[name], st, valid)
         for k in st:
             new_S[(name, k)] = ns.get(k, st[k])
     return new_W, new_S

@@ -100,13 +100,14 @@ def test_kernel_that_rounds_otherwise_is_not_used(monkeypatch, caplog):
     def failing(*args):
         raise ValueError("no such kernel")
 
+    problem = jax_dispatch._sparse_problem(True)
     with caplog.at_level(logging.INFO, logger="gru4rec.ops.jax_dispatch"):
-        assert not jax_dispatch._same_bits(off_by_one_bit, xla, (True, False))
-        assert jax_dispatch._same_bits(xla, xla, (True, True))
-        assert not jax_dispatch._same_bits(failing, xla, (True, "a key of its own"))
+        assert not jax_dispatch._same_bits(("sparse", True, False), off_by_one_bit, xla, problem)
+        assert jax_dispatch._same_bits(("sparse", True, True), xla, xla, problem)
+        assert not jax_dispatch._same_bits(("sparse", "a key of its own"), failing, xla, problem)
     assert [("does not round as" in m, "failed (no such kernel)" in m)
             for m in (r.getMessage() for r in caplog.records)] == [(True, False), (False, True)]
-    monkeypatch.setattr(jax_dispatch, "_checked", {(True, False): False})
+    monkeypatch.setattr(jax_dispatch, "_checked", {("sparse", True, False): False})
     assert TARGET not in sparse_adagrad_fn(0.3).lower(P, A, V, idx, g).as_text()
 
 

@@ -1,13 +1,16 @@
 """The CPU kernels, each an XLA FFI target in a library of its own: sparse_update.cc
-(SparseAdagrad's update), bpr_max.cc (ScoreLoss's BPR-max loss and its gradient w.r.t. the
-scores) and band_counts.cc (the counting pass of the one-pass softmax ranking), with in_parts.h,
-how they share out work among XLA's threads. Each is built with the machine's C++ compiler the
+(SparseAdagrad's update), dense_update.cc (DenseAdagrad's), bpr_max.cc (ScoreLoss's BPR-max loss
+and its gradient w.r.t. the scores) and band_counts.cc (the counting pass of the one-pass softmax
+ranking), with in_parts.h, how they share out work among XLA's threads, and xla_rsqrt.h, XLA's
+reciprocal square root. Each is built with the machine's C++ compiler the
 first time it is needed, cached beside the compiled graphs, and registered with JAX.
 
 Why kernels: XLA's CPU backend runs the sparse update as gathers of the accumulator's (and the
 velocity's) rows, a pass that computes the steps and two or three scatters (parameter,
 accumulator, velocity), each a loop over all the occurrences; the kernel reads and writes each
-row once, rounding as XLA does (the same weights, bit for bit; checked when a model is compiled). XLA also
+row once, rounding as XLA does (the same weights, bit for bit; checked when a model is compiled).
+XLA also ran the dense weights' update as four passes over each weight; the kernel makes one
+(the same bits, checked likewise). XLA also
 runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and its
 gradient took some 16 passes (a kernel: five per row, in the cache), the band counts one more
 pass over each tile (docs/performance.md has the timings).
@@ -36,8 +39,8 @@ from ..backend import cache_dir
 log = logging.getLogger(__name__)
 
 KERNEL_DIR = Path(__file__).parent  # the sources and the headers they share
-SOURCES = {"gru4rec_sparse_update": "sparse_update.cc", "gru4rec_band_counts": "band_counts.cc",
-           "gru4rec_bpr_max": "bpr_max.cc"}  # target: file
+SOURCES = {"gru4rec_sparse_update": "sparse_update.cc", "gru4rec_dense_update": "dense_update.cc",
+           "gru4rec_band_counts": "band_counts.cc", "gru4rec_bpr_max": "bpr_max.cc"}  # target: file
 # no contraction into fused multiply-adds: every clone of a kernel rounds alike (and as XLA where
 # it must give the same bits); no trapping math: lets the compiler vectorise selects
 FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-trapping-math"]

@@ -1,4 +1,4 @@
-"""JAX implementations of `SparseAdagrad`, `BandCounts` and `ScoreLoss` (CPU and GPU; ScoreLoss
+"""JAX implementations of `SparseAdagrad`, `DenseAdagrad`, `BandCounts` and `ScoreLoss` (CPU and GPU; ScoreLoss
 runs its inner graph through PyTensor's OpFromGraph dispatch, except for BPR-max on the CPU). Imported by
 `register_backend("jax")`: importing PyTensor's JAX dispatch sets JAX's x64 mode from floatX,
 so it must come after `gru4rec.backend.configure()`."""
@@ -15,6 +15,7 @@ from ..optimizers import EPS
 from . import cpu_kernels
 from .band_counts import BandCounts, masks, slots
 from .score_loss import ScoreLoss
+from .dense_adagrad import DenseAdagrad
 from .sparse_adagrad import SparseAdagrad
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
                    lmbd=np.float32(lmbd), eps=np.float32(EPS))
         return tuple(new[:3 if mom > 0 else 2])
 
-    if not _same_bits(kernel, xla, (mom > 0, lmbd > 0)):
+    if not _same_bits(("sparse", mom > 0, lmbd > 0), kernel, xla, _sparse_problem(mom > 0)):
         return xla
 
     def update(P, A, *rest):
@@ -84,37 +85,82 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
     return update
 
 
-_checked = {}  # (momentum or not, L2 or not) -> whether the update kernel gives XLA's bits here
+def _sparse_problem(velocity):
+    """SparseAdagrad's inputs for `_same_bits`: repeated rows, a row length that is not a
+    multiple of the vector width, a g^2 that overflows."""
+    rng = np.random.default_rng(0)
+    N, D, n = 8, 11, 24
+    g = rng.normal(size=(n, D)) * 10.0 ** rng.integers(-6, 2, (n, D))
+    g[0, 0] = 1e20
+    arrays = [rng.normal(size=(N, D)), rng.random((N, D))] + [rng.normal(0, 0.1, (N, D))] * velocity
+    return [a.astype(np.float32) for a in arrays] + [rng.integers(0, N, n).astype(np.int32), g.astype(np.float32)]
 
 
-def _same_bits(kernel, xla, kind):
-    """Whether `kernel` updates a small problem (repeated rows, a row length that is not a
-    multiple of the vector width, a g^2 that overflows) bit for bit as `xla` does on this CPU
-    with this jaxlib; once per process and `kind` (with a velocity or not, with L2 or not: the
-    operations, not the rates, decide the rounding). XLA's 1/sqrt is the processor's estimate
-    refined by Newton steps, whose number has changed between jaxlib versions: a kernel that
-    rounds otherwise, or fails, is not used (one log message), so the weights never depend on
-    it. Costs one small compilation (0.15-0.3 s)."""
+@jax_funcify.register(DenseAdagrad)
+def jax_funcify_DenseAdagrad(op, node=None, **kwargs):
+    """The inner graph (`Optimizer.dense`), compiled by PyTensor's OpFromGraph dispatch; for
+    float32 on the CPU, the kernel of dense_update.cc, one pass over the weight instead of
+    XLA's four, where it gives the inner graph's bits (`_same_bits`)."""
+    inner = jax_funcify.dispatch(OpFromGraph)(op, node=node, **kwargs)
+    target = cpu_kernels.target("gru4rec_dense_update")
+    if target is None:
+        return inner
+    lr, mom, lmbd = op.lr, op.momentum, op.lmbd
+
+    def kernel(P, A, *rest):
+        V = rest[0] if mom > 0 else jnp.zeros(0, P.dtype)  # no velocity: an empty one
+        g, valid = rest[-2], rest[-1]
+        call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (P, A, V)),
+                                input_output_aliases={0: 0, 1: 1, 2: 2})
+        new = call(P, A, V, g, valid.astype(jnp.float32), lr=np.float32(lr), mom=np.float32(mom),
+                   lmbd=np.float32(lmbd), decay=np.float32(1 - lr * lmbd), eps=np.float32(EPS))
+        return tuple(new[:op.n_state])
+
+    if not _same_bits(("dense", mom > 0, lmbd > 0), kernel, inner, _dense_problem(mom > 0)):
+        return inner
+
+    def update(P, *rest):
+        if P.dtype != jnp.float32:
+            return inner(P, *rest)
+        return jax.lax.platform_dependent(P, *rest, cpu=kernel, default=inner)
+
+    return update
+
+
+def _dense_problem(velocity):
+    """DenseAdagrad's inputs for `_same_bits`: a size that is not a multiple of the vector
+    width, a g^2 that overflows, gradients from 1e-6 to 10."""
+    rng = np.random.default_rng(0)
+    shape = (9, 13)
+    g = rng.normal(size=shape) * 10.0 ** rng.integers(-6, 2, shape)
+    g[0, 0] = 1e20
+    arrays = [rng.normal(size=shape), rng.random(shape)] + [rng.normal(0, 0.1, shape)] * velocity
+    return [a.astype(np.float32) for a in arrays + [g]] + [np.float32(1)]
+
+
+_checked = {}  # (kernel, momentum or not, L2 or not) -> whether the kernel gives XLA's bits here
+
+
+def _same_bits(kind, kernel, xla, problem):
+    """Whether `kernel` computes the inputs `problem` bit for bit as `xla` does on this CPU
+    with this jaxlib; once per process and `kind` (the kernel, with a velocity or not, with L2
+    or not: the operations, not the rates, decide the rounding). XLA's 1/sqrt is the
+    processor's estimate refined by Newton steps, whose number has changed between jaxlib
+    versions: a kernel that rounds otherwise, or fails, is not used (one log message), so the
+    weights never depend on it. Costs one small compilation (0.15-0.3 s)."""
     if kind not in _checked:
         try:
             cpu = jax.devices("cpu")[0]
         except RuntimeError:  # a process without a CPU backend never runs the kernel
             return False
-        rng = np.random.default_rng(0)
-        N, D, n = 8, 11, 24
-        g = rng.normal(size=(n, D)) * 10.0 ** rng.integers(-6, 2, (n, D))
-        g[0, 0] = 1e20
-        arrays = [rng.normal(size=(N, D)), rng.random((N, D))] + [rng.normal(0, 0.1, (N, D))] * kind[0]
-        args = jax.device_put([a.astype(np.float32) for a in arrays]
-                              + [rng.integers(0, N, n).astype(np.int32), g.astype(np.float32)], cpu)
         try:
-            ours, theirs = jax.jit(lambda *a: (kernel(*a), xla(*a)))(*args)
+            ours, theirs = jax.jit(lambda *a: (kernel(*a), xla(*a)))(*jax.device_put(problem, cpu))
             _checked[kind] = all(np.array_equal(a, b) for a, b in zip(ours, theirs))
             why = "does not round as this jaxlib's XLA does"
         except Exception as e:  # noqa: BLE001 (a kernel that cannot run is one that is not used)
             _checked[kind], why = False, f"failed ({e})"
         if not _checked[kind]:
-            log.info("the CPU kernel sparse_update.cc %s: XLA's own sparse update runs", why)
+            log.info("the CPU kernel %s_update.cc %s: XLA's own %s update runs", kind[0], why, kind[0])
     return _checked[kind]
 
 
