@@ -130,3 +130,18 @@ def test_gpu_program_keeps_xla_update():
     args = [S((20, 5), jnp.float32)] * 4 + [S((), jnp.float32)]
     text = jax.export.export(fn, platforms=["cuda"])(*args).mlir_module()
     assert "sqrt" in text and TARGET not in text
+
+
+def test_inner_graph_compiled_once_per_rank(monkeypatch):
+    """Weights of other shapes but the same rates and rank share one compilation of the inner
+    graph (each runs PyTensor's rewrites); its shapes come from the inputs, not the inner graph."""
+    from gru4rec.ops import jax_dispatch
+    monkeypatch.setattr(jax_dispatch, "_inner_of", {})
+    backend.mode_for("jax")
+    from pytensor.link.jax.dispatch import jax_funcify
+    for shape in [(3, 4), (5, 6), (7,)]:
+        ins = [pt.tensor(dtype="float32", shape=shape) for _ in range(4)] + [pt.scalar(dtype="float32")]
+        out = ops.DenseAdagrad(lr=0.1, momentum=0.3)(*ins)
+        assert out[0].type.shape == shape
+        jax_funcify(out[0].owner.op, node=out[0].owner)
+    assert sorted(k[-1] for k in jax_dispatch._inner_of) == [1, 2]

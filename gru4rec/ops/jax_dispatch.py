@@ -101,7 +101,7 @@ def jax_funcify_DenseAdagrad(op, node=None, **kwargs):
     """The inner graph (`Optimizer.dense`), compiled by PyTensor's OpFromGraph dispatch; for
     float32 on the CPU, the kernel of dense_update.cc, one pass over the weight instead of
     XLA's four, where it gives the inner graph's bits (`_same_bits`)."""
-    inner = jax_funcify.dispatch(OpFromGraph)(op, node=node, **kwargs)
+    inner = _dense_inner(op, node, **kwargs)
     target = cpu_kernels.target("gru4rec_dense_update")
     if target is None:
         return inner
@@ -125,6 +125,22 @@ def jax_funcify_DenseAdagrad(op, node=None, **kwargs):
         return jax.lax.platform_dependent(P, *rest, cpu=kernel, default=inner)
 
     return update
+
+
+_inner_of = {}  # (rates, dtype, rank) -> the JAX function of DenseAdagrad's inner graph
+
+
+def _dense_inner(op, node, **kwargs):
+    """The JAX function of `op`'s inner graph, compiled once per rates, dtype and rank (from an
+    Op whose inputs have no static shape), not once per weight: each compilation of the little
+    graph runs PyTensor's rewrites (0.09 s)."""
+    P = node.inputs[0].type
+    key = (op.lr, op.momentum, op.lmbd, P.dtype, P.ndim)
+    if key not in _inner_of:
+        types = [v.type.clone(shape=(None,) * v.type.ndim) for v in node.inputs]
+        generic = DenseAdagrad(types, lr=op.lr, momentum=op.momentum, lmbd=op.lmbd)
+        _inner_of[key] = jax_funcify.dispatch(OpFromGraph)(generic, **kwargs)
+    return _inner_of[key]
 
 
 def _dense_problem(velocity):
