@@ -10,13 +10,13 @@ sessions) once with gru4rec.backend.COMPILER_OPTIONS as they are ("current") and
 update left to XLA instead of the CPU kernel (gru4rec/ops/sparse_update.cc), --xla-dense one
 with the dense weights' update left to XLA (gru4rec/ops/dense_update.cc), --xla-loss one with
 the BPR-max loss left to XLA (gru4rec/ops/bpr_max.cc), --no-kernels one without any CPU kernel
-(as without a C++ compiler), and then no --change is compiled unless given. All of them then train in turn on the same slices of
-an epoch's schedule, --steps minibatches each, --rounds times, the order rotated every round, so
-that a machine whose speed drifts (this project's shared CPUs do, by 2x within an hour) slows
-them alike. Prints each one's median milliseconds per minibatch, its ratio to "current" (of the
-medians, and the median of the rounds' ratios) and whether its weights are still bit-identical
-to those of "current" after all rounds (options that change XLA's arithmetic change the
-numbers), and writes them as JSON (--out).
+(as without a C++ compiler), and then no --change is compiled unless given. All of them then
+train in turn on the same slices of an epoch's schedule, --steps minibatches each, --rounds
+times, the order rotated every round, so that a machine whose speed drifts (this project's
+shared CPUs do, by 2x within an hour) slows them alike. Prints each one's median milliseconds
+per minibatch, its ratio to "current" (of the medians, and the median of the rounds' ratios)
+and whether its weights are still bit-identical to those of "current" after all rounds
+(options that change XLA's arithmetic change the numbers), and writes them as JSON (--out).
 """
 import argparse
 import contextlib

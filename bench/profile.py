@@ -8,7 +8,8 @@ traces the second one with jax.profiler; with --eval it then evaluates the test 
 and traces the second run. Every XLA operation the trace names is classified from the
 optimized HLO module that XLA wrote (--xla_dump_to): matrix products (dot), gathers,
 scatters (with the CPU kernel of gru4rec/ops/sparse_update.cc), random numbers (the
-counter-based generator's bit operations), copies, and elementwise work and reductions.
+counter-based generator's bit operations), copies, and elementwise work and reductions (with
+the CPU kernels of the BPR-max loss and of the dense weights' update).
 "loop, host and waits" is the wall time the operations do not cover: the while loop, the host
 loop between calls and idle threads. Operation times are summed over XLA's threads, so on
 several cores they can add up to more than the wall time (the kernel counts once, on the

@@ -2,18 +2,17 @@
 (SparseAdagrad's update), dense_update.cc (DenseAdagrad's), bpr_max.cc (ScoreLoss's BPR-max loss
 and its gradient w.r.t. the scores) and band_counts.cc (the counting pass of the one-pass softmax
 ranking), with in_parts.h, how they share out work among XLA's threads, and xla_rsqrt.h, XLA's
-reciprocal square root. Each is built with the machine's C++ compiler the
-first time it is needed, cached beside the compiled graphs, and registered with JAX.
+reciprocal square root. Each is built with the machine's C++ compiler the first time it is
+needed, cached beside the compiled graphs, and registered with JAX.
 
 Why kernels: XLA's CPU backend runs the sparse update as gathers of the accumulator's (and the
 velocity's) rows, a pass that computes the steps and two or three scatters (parameter,
 accumulator, velocity), each a loop over all the occurrences; the kernel reads and writes each
 row once, rounding as XLA does (the same weights, bit for bit; checked when a model is compiled).
-XLA also ran the dense weights' update as four passes over each weight; the kernel makes one
-(the same bits, checked likewise). XLA also
-runs every reduction over a matrix of scores as a pass of its own: the BPR-max loss and its
-gradient took some 16 passes (a kernel: five per row, in the cache), the band counts one more
-pass over each tile (docs/performance.md has the timings).
+The dense weights' update took four passes over each weight; its kernel makes one (the same
+bits, checked likewise). And XLA runs every reduction over a matrix of scores as a pass of its
+own: the BPR-max loss and its gradient took some 16 passes (a kernel: five per row, in the
+cache), the band counts one more pass over each tile (docs/performance.md has the timings).
 
 Where a kernel cannot be built (no C++ compiler, FFI headers of a jaxlib it was not written
 for) or the kernels are turned off (environment variable GRU4REC_CPU_KERNEL=0, or
