@@ -30,7 +30,7 @@ import pytensor.tensor as pt
 from pytensor.compile.builders import OpFromGraph
 
 from . import ops
-from .backend import on_device
+from .backend import on_device, rows
 from .data import session_parallel_schedule
 from .losses import activation, loss_sum
 from .optimizers import Optimizer, clip_by_global_norm, sum_duplicates
@@ -414,10 +414,9 @@ class Trainer:
 
         One call stays in flight while the previous one's costs are read: the device never
         idles, and the progress bar and the NaN check follow the real work. With JAX the
-        schedule goes to the device once and each call gets views of it."""
+        schedule goes to the device once and each call gets its rows of it (`backend.rows`)."""
         n_calls = len(sched.x) // self.K
-        chunks = [a.reshape(n_calls, self.K, -1) for a in (sched.x, sched.y, sched.active, sched.reset)]
-        chunks = [on_device(a, self.mode) for a in chunks]
+        chunks = [on_device(a, self.mode) for a in (sched.x, sched.y, sched.active, sched.reset)]
         costs, pending = [], None
         for c in range(n_calls + 1):
             launched = self._launch(chunks, c, sampler) if c < n_calls else None
@@ -437,7 +436,7 @@ class Trainer:
             off, block = sampler.take()
             if block is not None:
                 self.set_store(block)
-        return self.fn(*(a[c] for a in chunks), *self._samples(off))
+        return self.fn(*(rows(a, c * self.K, self.K) for a in chunks), *self._samples(off))
 
     def set_store(self, block):
         """Puts a (rows, n_sample) block of samples on the training device as the store.
@@ -449,7 +448,7 @@ class Trainer:
 
     def _samples(self, off):
         """The call's arguments after the schedule: the store's rows off..off+K, or nothing."""
-        return () if self.store is None else (self.store[off:off + self.K],)
+        return () if self.store is None else (rows(self.store, off, self.K),)
 
     def epochs(self, td, sampler, n_epochs, order_rng=None, show_progress=False):
         """Trains `n_epochs` epochs on TrainingData `td` (spec 3.1) and yields each one's
