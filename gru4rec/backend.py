@@ -121,9 +121,9 @@ def rows(value, start, n):
     (on its device, by a dynamic slice compiled once per shape and n).
 
     Why: slicing a JAX array with Python numbers runs JAX's indexing code on the host at every
-    call (0.15-0.35 ms a slice on the CPU, against 0.03 ms for the compiled slice): the five
-    slices of each training call took 0.09-0.15 s of host time an epoch on yoochoose-100k
-    (docs/performance.md)."""
+    call (0.15-0.35 ms a slice on the CPU, against 0.03 ms for the compiled slice): with the
+    five such slices of each training call, the launches of a yoochoose-100k epoch took
+    0.085-0.145 s of host time, 0.031-0.077 s without (docs/performance.md)."""
     import numpy as np
     if isinstance(value, np.ndarray):
         return value[start:start + n]
