@@ -49,7 +49,7 @@ def _profile_bench():
 
 
 PROFILE = _profile_bench()
-# side: the kernels it turns off
+# side (and its flag, --xla-update ...): the kernels it turns off
 KERNEL_SIDES = {"xla update": ["gru4rec_sparse_update"], "xla dense": ["gru4rec_dense_update"],
                 "xla loss": ["gru4rec_bpr_max"],
                 "no kernels": list(cpu_kernels.SOURCES)}
@@ -78,8 +78,7 @@ def run(args):
     """(options by side, ms per minibatch of every round by side, built sides)."""
     train, _, params = PROFILE.load_config(args.config, args.sessions)
     current = dict(backend.COMPILER_OPTIONS.get("cpu", {}))
-    kernel_sides = [name for name, on in (("xla update", args.xla_update), ("xla dense", args.xla_dense),
-                                          ("xla loss", args.xla_loss), ("no kernels", args.no_kernels)) if on]
+    kernel_sides = [name for name in KERNEL_SIDES if getattr(args, name.replace(" ", "_"))]  # --xla-update ...
     changes = args.change or ([] if kernel_sides else ['{"xla_cpu_copy_insertion_use_region_analysis": false}'])
     sides = {"current": current, **{c: {**current, **json.loads(c)} for c in changes}}
     sides.update({name: current for name in kernel_sides})

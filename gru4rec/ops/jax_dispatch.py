@@ -66,13 +66,8 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
         return xla
 
     def kernel(P, A, *rest):
-        V = rest[0] if mom > 0 else jnp.zeros(0, P.dtype)  # no velocity: an empty one
         idx, g = rest[-2], rest[-1]
-        call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (P, A, V)),
-                                input_output_aliases={0: 0, 1: 1, 2: 2})
-        new = call(P, A, V, idx.astype(jnp.int32), g, lr=np.float32(lr), mom=np.float32(mom),
-                   lmbd=np.float32(lmbd), eps=np.float32(EPS))
-        return tuple(new[:3 if mom > 0 else 2])
+        return _in_place(target, P, A, rest, mom, idx.astype(jnp.int32), g, lr=lr, mom=mom, lmbd=lmbd, eps=EPS)
 
     if not _same_bits(("sparse", mom > 0, lmbd > 0), kernel, xla, _sparse_problem(mom > 0)):
         return xla
@@ -85,15 +80,33 @@ def jax_funcify_SparseAdagrad(op, **kwargs):
     return update
 
 
+def _in_place(target, P, A, rest, momentum, *inputs, **rates):
+    """(P', A'[, V']) from the CPU kernel `target`, which updates P, A and V in place (its outputs
+    alias them): V is rest[0] with momentum, an empty array without; `inputs` follow them and
+    the rates go as float32 attributes."""
+    V = rest[0] if momentum > 0 else jnp.zeros(0, P.dtype)
+    call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (P, A, V)),
+                            input_output_aliases={0: 0, 1: 1, 2: 2})
+    new = call(P, A, V, *inputs, **{k: np.float32(v) for k, v in rates.items()})
+    return tuple(new[:3 if momentum > 0 else 2])
+
+
+def _update_problem(state_shape, g_shape, velocity):
+    """P, A[, V] of `state_shape` and g of `g_shape` (float32) for `_same_bits`, with gradients
+    from 1e-6 to 10 and a g^2 that overflows; and the generator, for the rest of a problem."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=g_shape) * 10.0 ** rng.integers(-6, 2, g_shape)
+    g[0, 0] = 1e20
+    arrays = [rng.normal(size=state_shape), rng.random(state_shape)] + [rng.normal(0, 0.1, state_shape)] * velocity
+    return [a.astype(np.float32) for a in arrays], g.astype(np.float32), rng
+
+
 def _sparse_problem(velocity):
     """SparseAdagrad's inputs for `_same_bits`: repeated rows, a row length that is not a
-    multiple of the vector width, a g^2 that overflows."""
-    rng = np.random.default_rng(0)
+    multiple of the vector width."""
     N, D, n = 8, 11, 24
-    g = rng.normal(size=(n, D)) * 10.0 ** rng.integers(-6, 2, (n, D))
-    g[0, 0] = 1e20
-    arrays = [rng.normal(size=(N, D)), rng.random((N, D))] + [rng.normal(0, 0.1, (N, D))] * velocity
-    return [a.astype(np.float32) for a in arrays] + [rng.integers(0, N, n).astype(np.int32), g.astype(np.float32)]
+    arrays, g, rng = _update_problem((N, D), (n, D), velocity)
+    return arrays + [rng.integers(0, N, n).astype(np.int32), g]
 
 
 @jax_funcify.register(DenseAdagrad)
@@ -108,13 +121,9 @@ def jax_funcify_DenseAdagrad(op, node=None, **kwargs):
     lr, mom, lmbd = op.lr, op.momentum, op.lmbd
 
     def kernel(P, A, *rest):
-        V = rest[0] if mom > 0 else jnp.zeros(0, P.dtype)  # no velocity: an empty one
         g, valid = rest[-2], rest[-1]
-        call = jax.ffi.ffi_call(target, tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in (P, A, V)),
-                                input_output_aliases={0: 0, 1: 1, 2: 2})
-        new = call(P, A, V, g, valid.astype(jnp.float32), lr=np.float32(lr), mom=np.float32(mom),
-                   lmbd=np.float32(lmbd), decay=np.float32(1 - lr * lmbd), eps=np.float32(EPS))
-        return tuple(new[:op.n_state])
+        return _in_place(target, P, A, rest, mom, g, valid.astype(jnp.float32), lr=lr, mom=mom, lmbd=lmbd,
+                         decay=1 - lr * lmbd, eps=EPS)
 
     if not _same_bits(("dense", mom > 0, lmbd > 0), kernel, inner, _dense_problem(mom > 0)):
         return inner
@@ -145,13 +154,9 @@ def _dense_inner(op, node, **kwargs):
 
 def _dense_problem(velocity):
     """DenseAdagrad's inputs for `_same_bits`: a size that is not a multiple of the vector
-    width, a g^2 that overflows, gradients from 1e-6 to 10."""
-    rng = np.random.default_rng(0)
-    shape = (9, 13)
-    g = rng.normal(size=shape) * 10.0 ** rng.integers(-6, 2, shape)
-    g[0, 0] = 1e20
-    arrays = [rng.normal(size=shape), rng.random(shape)] + [rng.normal(0, 0.1, shape)] * velocity
-    return [a.astype(np.float32) for a in arrays + [g]] + [np.float32(1)]
+    width, valid 1."""
+    arrays, g, _ = _update_problem((9, 13), (9, 13), velocity)
+    return arrays + [g, np.float32(1)]
 
 
 _checked = {}  # (kernel, momentum or not, L2 or not) -> whether the kernel gives XLA's bits here
