@@ -59,6 +59,26 @@ def test_other_modes_train(synthetic_train, ps):
     assert len(losses) == 2 and np.all(np.isfinite(losses)) and losses[1] < losses[0]
 
 
+@pytest.mark.parametrize("random_order", [False, True])
+def test_schedule_is_built_once_unless_the_order_changes(synthetic_train, monkeypatch, random_order):
+    """Without train_random_order every epoch trains on the first one's schedule, built once;
+    with it, every epoch builds the schedule of a permutation of its own."""
+    from gru4rec import training
+    orders, build = [], training.session_parallel_schedule
+
+    def recording(items, offsets, order, *args, **kwargs):
+        orders.append(np.array(order))
+        return build(items, offsets, order, *args, **kwargs)
+
+    monkeypatch.setattr(training, "session_parallel_schedule", recording)
+    model = GRU4Rec(layers=[8], batch_size=8, n_sample=16, n_epochs=3, steps_per_call=4,
+                    train_random_order=random_order)
+    model.fit(small(synthetic_train))
+    assert len(model.history) == 3 and len(orders) == (3 if random_order else 1)
+    assert all(np.array_equal(np.sort(o), np.arange(len(o))) for o in orders)
+    assert random_order == (not np.array_equal(orders[0], orders[-1]))
+
+
 def test_logq_with_in_batch_negatives_only(synthetic_train):
     """logQ corrects the in-batch targets' scores also without extra samples (spec 4.6): the
     trainer must build the popularity table then too."""
