@@ -1,5 +1,8 @@
 """The sample store (spec 5): its distribution, its regeneration, and the table search that
 must give exactly what a binary search of the CDF gives."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -60,3 +63,26 @@ def test_sample_store_distribution_and_regeneration():
     uniform = SampleStore(pop, 1000, 0.0, 20000, 8, np.random.default_rng(0))
     assert np.bincount(uniform.block.ravel(), minlength=5)[1] > 0
     assert uniform.block.dtype == np.int32
+
+
+def test_first_block_is_drawn_on_another_thread_and_the_stream_stays_in_order(monkeypatch):
+    """The first block is drawn off the caller's thread (while the training graph compiles);
+    a block drawn later waits for it, so the blocks follow the generator's stream in order even
+    when the first one is slow and `take` is called before anyone asked for it."""
+    caller, threads, generate = threading.get_ident(), [], SampleStore.generate
+
+    def slow_off_the_caller(self):
+        threads.append(threading.get_ident())
+        if threads[-1] != caller:
+            time.sleep(0.3)
+        return generate(self)
+
+    monkeypatch.setattr(SampleStore, "generate", slow_off_the_caller)
+    pop = np.arange(1, 51)
+    store = SampleStore(pop, 10, 0.5, store_size=40, steps_per_call=2, rng=np.random.default_rng(7))
+    later = [block for _, block in (store.take() for _ in range(5)) if block is not None]
+    blocks = np.stack([store.block, *later])
+    assert threads[0] != caller and threads[1:] == [caller, caller]
+    u = np.random.default_rng(7).random(blocks.size)
+    np.testing.assert_array_equal(blocks.ravel(), np.searchsorted(_cdf(pop, 0.5), u, side="right"))
+
