@@ -85,4 +85,3 @@ def test_first_block_is_drawn_on_another_thread_and_the_stream_stays_in_order(mo
     assert threads[0] != caller and threads[1:] == [caller, caller]
     u = np.random.default_rng(7).random(blocks.size)
     np.testing.assert_array_equal(blocks.ravel(), np.searchsorted(_cdf(pop, 0.5), u, side="right"))
-
