@@ -218,7 +218,7 @@ def main():
     results = {name: profile_config(name, args, dump_dir) for name in args.config}
     import jax
     import pytensor
-    record = {"machine": {"platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count()},
+    record = {"machine": {"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count()},
               "versions": {"python": platform.python_version(), "jax": jax.__version__,
                            "pytensor": pytensor.__version__},
               "settings": vars(args) | {"out": str(args.out)}, "results": results}
@@ -226,7 +226,9 @@ def main():
     print(f"\nwritten to {args.out}")
 
 
-def _cpu_name():
+def cpu_name():
+    """The processor's model name from /proc/cpuinfo (platform.processor() names only the
+    architecture on Linux)."""
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
