@@ -97,6 +97,7 @@ def update_timer(model, train, draws=64, rounds=3):
 
 
 def run_config(name, args):
+    """Trains configuration `name`, timing the floor after every epoch; prints and returns the rows."""
     import contextlib
     import io
     from gru4rec import GRU4Rec
@@ -123,7 +124,7 @@ def run_config(name, args):
         r["x_floor"] = r["step_ms"] / r["floor_ms"]
     medians = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "epoch"}
     print(f"\n{name}: {model.net.n_items} items, {len(shapes)} products of {gflop:.3f} GFLOP a step")
-    print(f"| epoch | step ms | products ms | GFLOP/s | update ms | floor ms | x floor | floor mb/s |")
+    print("| epoch | step ms | products ms | GFLOP/s | update ms | floor ms | x floor | floor mb/s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows + [dict(medians, epoch="median")]:
         print(f"| {r['epoch']} | {r['step_ms']:.3f} | {r['products_ms']:.3f} | {gflop / r['products_ms'] * 1e3:.0f} "
