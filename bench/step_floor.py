@@ -12,8 +12,8 @@ hour, so each epoch is compared with the floor measured right after it):
   each GRU product except the gradient w.r.t. the carried hidden state, which the step does not
   take (it enters as a constant);
 - update: SparseAdagrad's update of the item matrix (the CPU kernel where it runs) on one
-  step's rows: B inputs and B targets drawn from the events, n_sample samples from
-  support ** sample_alpha, as the sampler draws them; a different draw on every call.
+  step's rows: B inputs and B targets drawn as often as the items occur, n_sample samples
+  from the training's SampleStore (support ** sample_alpha); a different draw on every call.
 The floor is products + update: the update reads and writes the rows in main memory (weights,
 accumulator, velocity) and needs every gradient, so it cannot overlap the products. Prints a
 row per epoch after the first (a warm-up): the step's ms from the epoch's mb/s, the
@@ -23,13 +23,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+import faithfulness as fb
 from profile import CONFIGS, cpu_name, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,21 +63,21 @@ def products_timer(shapes, calls=100):
     return timed
 
 
-def update_timer(model, train, draws=64, rounds=3):
+def update_timer(model, draws=64, rounds=3):
     """() -> seconds per call of the item matrix's SparseAdagrad update on `draws` different
     steps' rows (module doc), on copies of the model's weights."""
     import jax
     import jax.numpy as jnp
     from pytensor.link.jax.dispatch import jax_funcify
     from gru4rec.ops.sparse_adagrad import SparseAdagrad
+    from gru4rec.sampling import SampleStore
     p, net = model.params, model.net
     Wy = jnp.asarray(net.W["Wy"].get_value())
-    events = model.itemidmap[train[p.item_key]].to_numpy()
-    support = np.bincount(events, minlength=net.n_items).astype(np.float64) ** p.sample_alpha
-    prob, rng = support / support.sum(), np.random.default_rng(0)
-    idx = [jnp.asarray(np.concatenate([rng.choice(events, 2 * p.batch_size),
-                                       rng.choice(net.n_items, p.n_sample, p=prob)]).astype(np.int32))
-           for _ in range(draws)]
+    rng = np.random.default_rng(0)
+    samples = SampleStore(net.pop, p.n_sample, p.sample_alpha, draws * p.n_sample, 1, rng).block
+    freq = net.pop.astype(np.float64) / net.pop.sum()
+    events = rng.choice(net.n_items, (draws, 2 * p.batch_size), p=freq)  # inputs and targets
+    idx = [jnp.asarray(np.concatenate([e, s]).astype(np.int32)) for e, s in zip(events, samples)]
     g = jnp.asarray(rng.standard_normal((len(idx[0]), Wy.shape[1]), np.float32) * 0.01)
     state = [Wy.copy(), jnp.ones_like(Wy)] + [jnp.zeros_like(Wy)] * (p.momentum > 0)
     update = jax.jit(jax_funcify(SparseAdagrad(p.learning_rate, p.momentum, p.lmbd)),
@@ -112,7 +112,7 @@ def run_config(name, args):
 
     def after_epoch(record):
         if not timers:  # the model's weights exist once fit has started
-            timers.update(products=products_timer(shapes), update=update_timer(model, train))
+            timers.update(products=products_timer(shapes), update=update_timer(model))
         if record.epoch > 1:
             rows.append({"epoch": record.epoch, "step_ms": 1e3 / record.mb_per_s,
                          "products_ms": timers["products"]() * 1e3, "update_ms": timers["update"]() * 1e3})
@@ -144,25 +144,13 @@ def main():
     sys.path.insert(0, str(ROOT))
     load_before, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = {name: run_config(name, args) for name in args.config}
-    import jax
-    import pytensor
     record = {"machine": {"platform": platform.platform(), "processor": cpu_name(), "cpus": os.cpu_count(),
                           "load_average_before": load_before, "load_average_after": os.getloadavg()},
-              "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                           "pytensor": pytensor.__version__},
-              "commit": _commit(), "started": started,
+              "versions": fb.self_versions(), "started": started,
               "settings": vars(args) | {"out": str(args.out)}, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
     print(f"\nwritten to {args.out}")
-
-
-def _commit():
-    """The checkout's commit, marked "+changes" where the package or bench/ differ from it."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(git + ["diff", "--quiet", "HEAD", "--", "gru4rec", "bench/*.py"]).returncode != 0
-    return head + ("+changes" if dirty else "")
 
 
 if __name__ == "__main__":
